@@ -1,0 +1,33 @@
+//! Every schema change of PulseGuardian, for MySQL/MariaDB and SQLite alike.
+//!
+//! Migrations are append-only too: once a migration is on `main`, change the schema
+//! with a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m0001_event_log;
+mod m0002_read_models;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m0001_event_log::Migration),
+            Box::new(m0002_read_models::Migration),
+        ]
+    }
+}
+
+/// The read-model tables, in the order `replay` empties them. Operational tables
+/// (settings, sign-in tokens, samples) are not read models: they are not derived from
+/// the event log and survive a replay.
+pub const READ_MODEL_TABLES: &[&str] = &[
+    "account_owners",
+    "accounts",
+    "api_tokens",
+    "users",
+    "queues",
+    "outbox",
+    "broker_status",
+];

@@ -1,0 +1,64 @@
+//! The assembled application: configuration, database pool and metrics, shared by the
+//! web server, the scheduled jobs and the CLI commands.
+
+pub mod jobs;
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
+
+use crate::config::Config;
+use crate::events::{self, AppendError, Appended, NewEvent};
+use crate::projections::{self, ProjectionError};
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    #[error(transparent)]
+    Project(#[from] ProjectionError),
+}
+
+impl App {
+    /// Connects to the database and applies pending migrations.
+    pub async fn start(config: Config) -> anyhow::Result<App> {
+        let db = crate::db::connect(&config.database_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the database ({}): {e}", redact_url(&config.database_url)))?;
+        crate::db::migrate(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        Ok(App {
+            config: Arc::new(config),
+            db,
+            metrics: crate::telemetry::metrics(),
+        })
+    }
+
+    /// Appends a batch and brings the read models up to date, so the person who acted
+    /// reads their own write.
+    pub async fn record(&self, batch: Vec<NewEvent>) -> Result<Appended, RecordError> {
+        let appended = events::store::append(&self.db, batch).await?;
+        projections::catch_up(&self.db).await?;
+        Ok(appended)
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

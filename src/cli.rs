@@ -1,0 +1,289 @@
+//! The command line of CONTRACT.md: parse, build the app, run one command.
+//!
+//! Every command reads the same environment; a failure prints one `error:` line and
+//! exits non-zero.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::domain::Email;
+use crate::events::store;
+use crate::projections;
+use crate::roles::{self, Change, Role};
+
+#[derive(Debug, Parser)]
+#[command(name = "pulseguardian", version, about = "Keeps a shared RabbitMQ broker healthy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Migrate if needed, then run the web server and the scheduled jobs.
+    Serve {
+        /// Run the web part only (for replicas beside the one that guards).
+        #[arg(long)]
+        no_guardian: bool,
+    },
+    /// Apply all migrations; safe to run again.
+    Migrate,
+    /// Drop and rebuild every read model from the event log.
+    Replay,
+    /// Check or export the event log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Give or take a role.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole hash chain; exit 0 if intact, else print the first bad position.
+    Verify,
+    /// Write the event log to standard output, oldest first.
+    Export {
+        /// Only events after this position.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Give a role (default admin); the person need not have signed in yet.
+    Grant {
+        email: String,
+        #[arg(long, value_enum, default_value_t = Role::Admin)]
+        role: Role,
+    },
+    /// Take a role (default admin); the last admin keeps theirs.
+    Revoke {
+        email: String,
+        #[arg(long, value_enum, default_value_t = Role::Admin)]
+        role: Role,
+    },
+}
+
+/// Runs the parsed command; the exit code says whether it worked.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    // A `.env` file fills in what the environment leaves unset; a broken one is an error.
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => anyhow::bail!(".env: {e}"),
+    }
+    let config = Config::from_env()?;
+    crate::telemetry::init_logs(config.log_format);
+    rustls::crypto::ring::default_provider().install_default().ok();
+    let app = App::start(config).await?;
+    match cli.command {
+        Command::Serve { no_guardian } => serve(app, !no_guardian).await,
+        Command::Migrate => {
+            println!("migrations applied; the schema is current");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay => replay(&app).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => verify(&app).await,
+        Command::Audit {
+            command: AuditCommand::Export { after, format },
+        } => export(&app, after, format).await,
+        Command::Admin { command } => admin(&app, command).await,
+    }
+}
+
+async fn serve(app: App, guardian: bool) -> anyhow::Result<ExitCode> {
+    let acceptor = crate::web::bind(&app).await?;
+    let jobs = crate::app::jobs::start(&app, guardian).await?;
+    crate::web::serve(app, acceptor, shutdown_signal()).await?;
+    jobs.stop().await;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn replay(app: &App) -> anyhow::Result<ExitCode> {
+    let head = store::head_seq(&app.db).await?;
+    let bar = indicatif::ProgressBar::new(head as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)")?
+            .progress_chars("=> "),
+    );
+    bar.set_message("replaying");
+    projections::reset(&app.db).await?;
+    loop {
+        let applied = projections::step(&app.db, projections::BATCH).await?;
+        if applied == 0 {
+            break;
+        }
+        bar.inc(applied);
+    }
+    bar.finish_with_message("replayed");
+    let checkpoint = projections::checkpoint(&app.db).await?;
+    println!("read models rebuilt from {checkpoint} events");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(app: &App) -> anyhow::Result<ExitCode> {
+    let v = store::verify(&app.db).await?;
+    match v.first_bad {
+        None => {
+            println!(
+                "intact: {} events, hash chain verified up to seq {}",
+                v.intact, v.head_seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((seq, why)) => {
+            println!(
+                "TAMPERED: first bad seq {seq}: {why} ({} events intact before it)",
+                v.intact
+            );
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+async fn export(app: &App, after: i64, format: ExportFormat) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match format {
+        ExportFormat::Ndjson => {
+            each_event(app, after, |e| {
+                serde_json::to_writer(&mut out, &e.export_json())?;
+                out.write_all(b"\n")?;
+                Ok(())
+            })
+            .await?;
+            out.flush()?;
+        }
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(CSV_HEADER)?;
+            each_event(app, after, |e| {
+                w.write_record([
+                    e.seq.to_string().as_str(),
+                    &e.id,
+                    &e.stream,
+                    &e.version.to_string(),
+                    &e.kind,
+                    &e.schema.to_string(),
+                    &e.actor,
+                    &e.occurred_at,
+                    &e.payload,
+                    &e.hash,
+                    &e.prev_hash,
+                    e.correlation_id.as_deref().unwrap_or(""),
+                    e.causation_id.as_deref().unwrap_or(""),
+                ])?;
+                Ok(())
+            })
+            .await?;
+            w.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The CSV columns of `audit export --format csv`: the exported fields of CONTRACT.md.
+pub const CSV_HEADER: [&str; 13] = [
+    "seq",
+    "id",
+    "stream",
+    "version",
+    "kind",
+    "schema",
+    "actor",
+    "occurred_at",
+    "payload",
+    "hash",
+    "prev_hash",
+    "correlation_id",
+    "causation_id",
+];
+
+/// Calls `f` for every event after `after`, oldest first, a page at a time.
+async fn each_event(
+    app: &App,
+    after: i64,
+    mut f: impl FnMut(&store::StoredEvent) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut position = after;
+    loop {
+        let page = store::read_after(&app.db, position, 5000).await?;
+        let Some(last) = page.last() else { return Ok(()) };
+        position = last.seq;
+        for e in &page {
+            f(e)?;
+        }
+    }
+}
+
+async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<ExitCode> {
+    let (raw, role, grant) = match command {
+        AdminCommand::Grant { email, role } => (email, role, true),
+        AdminCommand::Revoke { email, role } => (email, role, false),
+    };
+    let email = Email::parse(&raw).map_err(|why| anyhow::anyhow!("{raw:?} {why}"))?;
+    let change = if grant {
+        roles::grant(app, &email, role, "cli").await?
+    } else {
+        roles::revoke(app, &email, role, "cli").await?
+    };
+    let role_name = format!("{role:?}").to_lowercase();
+    match (change, grant) {
+        (Change::Changed, true) => println!("{email} is now {role_name}"),
+        (Change::Changed, false) => println!("{email} is no longer {role_name}"),
+        (Change::AlreadySo, true) => println!("{email} was already {role_name}; nothing changed"),
+        (Change::AlreadySo, false) => println!("{email} was not {role_name}; nothing changed"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

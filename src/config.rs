@@ -1,0 +1,506 @@
+//! The one typed configuration, read from the environment and validated at start.
+//!
+//! Every variable of CONTRACT.md is parsed here; a bad value becomes a [`ConfigError`]
+//! naming the variable and the problem, and the program stops with that one line.
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use regex::Regex;
+use url::Url;
+
+/// A configuration problem: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {}: {}", self.var, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// A value that must never reach a log line: `Debug` prints a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// How emails leave: a real SMTP server, or the log and the dev mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub credentials: Option<(String, Secret)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    Plain,
+    StartTls,
+    Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: SocketAddr,
+    pub public_url: Url,
+    pub secret_key: Option<Secret>,
+    /// Always ends in `/api/`.
+    pub rabbit_management_url: Url,
+    pub rabbit_user: String,
+    pub rabbit_password: Secret,
+    pub rabbit_amqp_url: Secret,
+    pub rabbit_vhosts: Vec<String>,
+    pub warn_queue_size: u64,
+    pub archive_queue_size: Option<u64>,
+    pub max_archive_size: u64,
+    pub del_queue_size: u64,
+    pub guardian_schedule: String,
+    pub guardian_dry_run: bool,
+    pub reserved_users_regex: Option<Regex>,
+    pub archive_dir: PathBuf,
+    pub smtp: Option<SmtpConfig>,
+    pub email_from: String,
+    pub oidc: Option<OidcConfig>,
+    pub admin_emails: Vec<String>,
+    pub auditor_emails: Vec<String>,
+    pub log_format: LogFormat,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://pulseguardian.db?mode=rwc";
+
+impl Config {
+    /// Reads the process environment (after loading `.env` if present).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("mysql://")) {
+            return Err(bad(
+                "DATABASE_URL",
+                "must start with sqlite: or mysql:// (MySQL or MariaDB)",
+            ));
+        }
+
+        let bind_raw = get("BIND").unwrap_or_else(|| "127.0.0.1:8000".to_owned());
+        let bind = bind_raw.parse::<SocketAddr>().map_err(|_| {
+            bad(
+                "BIND",
+                format!("{bind_raw:?} is not an address:port such as 127.0.0.1:8000"),
+            )
+        })?;
+
+        let public_url = parse_http_url("PUBLIC_URL", get("PUBLIC_URL").as_deref(), "http://127.0.0.1:8000")?;
+
+        let secret_key = get("SECRET_KEY").map(Secret::new);
+        if let Some(key) = &secret_key {
+            if key.expose().len() < 32 {
+                return Err(bad(
+                    "SECRET_KEY",
+                    "must be at least 32 characters (for example `openssl rand -hex 32`)",
+                ));
+            }
+        }
+
+        let mut rabbit_management_url = parse_http_url(
+            "RABBIT_MANAGEMENT_URL",
+            get("RABBIT_MANAGEMENT_URL").as_deref(),
+            "http://127.0.0.1:15672",
+        )?;
+        let path = rabbit_management_url.path().trim_end_matches('/').to_owned();
+        let path = if path.ends_with("/api") {
+            format!("{path}/")
+        } else {
+            format!("{path}/api/")
+        };
+        rabbit_management_url.set_path(&path);
+
+        let rabbit_user = get("RABBIT_USER").unwrap_or_else(|| "guest".to_owned());
+        let rabbit_password = Secret::new(get("RABBIT_PASSWORD").unwrap_or_else(|| "guest".to_owned()));
+
+        let amqp = get("RABBIT_AMQP_URL").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+        match Url::parse(&amqp) {
+            Ok(u) if (u.scheme() == "amqp" || u.scheme() == "amqps") && u.host().is_some() => {}
+            _ => return Err(bad("RABBIT_AMQP_URL", "must be an amqp:// or amqps:// URL with a host")),
+        }
+
+        let rabbit_vhosts: Vec<String> = get("RABBIT_VHOSTS")
+            .unwrap_or_else(|| "/".to_owned())
+            .split(',')
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if rabbit_vhosts.is_empty() {
+            return Err(bad("RABBIT_VHOSTS", "must name at least one vhost"));
+        }
+
+        let warn_queue_size = parse_count("WARN_QUEUE_SIZE", get("WARN_QUEUE_SIZE"))?.unwrap_or(2000);
+        let archive_queue_size = parse_count("ARCHIVE_QUEUE_SIZE", get("ARCHIVE_QUEUE_SIZE"))?;
+        let max_archive_size = parse_count("MAX_ARCHIVE_SIZE", get("MAX_ARCHIVE_SIZE"))?.unwrap_or(100_000);
+        let del_queue_size = parse_count("DEL_QUEUE_SIZE", get("DEL_QUEUE_SIZE"))?.unwrap_or(8000);
+        match archive_queue_size {
+            Some(archive) if archive <= warn_queue_size => {
+                return Err(bad(
+                    "ARCHIVE_QUEUE_SIZE",
+                    format!("must be greater than WARN_QUEUE_SIZE ({warn_queue_size})"),
+                ));
+            }
+            Some(archive) if archive >= del_queue_size => {
+                return Err(bad(
+                    "ARCHIVE_QUEUE_SIZE",
+                    format!("must be less than DEL_QUEUE_SIZE ({del_queue_size})"),
+                ));
+            }
+            _ => {}
+        }
+        if del_queue_size <= warn_queue_size {
+            return Err(bad(
+                "DEL_QUEUE_SIZE",
+                format!("must be greater than WARN_QUEUE_SIZE ({warn_queue_size})"),
+            ));
+        }
+
+        let guardian_schedule = get("GUARDIAN_SCHEDULE").unwrap_or_else(|| "*/5 * * * * *".to_owned());
+        validate_cron("GUARDIAN_SCHEDULE", &guardian_schedule)?;
+
+        let guardian_dry_run = parse_bool("GUARDIAN_DRY_RUN", get("GUARDIAN_DRY_RUN"))?.unwrap_or(false);
+
+        let reserved_users_regex = match get("RESERVED_USERS_REGEX") {
+            // Anchored at both ends: the original's `re.match` anchored only the start.
+            Some(pattern) => Some(
+                Regex::new(&format!("^(?:{pattern})$"))
+                    .map_err(|e| bad("RESERVED_USERS_REGEX", format!("not a valid regular expression: {e}")))?,
+            ),
+            None => None,
+        };
+
+        let archive_dir = PathBuf::from(get("ARCHIVE_DIR").unwrap_or_else(|| "./data/archive".to_owned()));
+
+        let smtp = get("SMTP_URL").map(|raw| parse_smtp(&raw)).transpose()?;
+
+        let email_from = get("EMAIL_FROM").unwrap_or_else(|| "PulseGuardian <pulseguardian@localhost>".to_owned());
+        if !email_from.contains('@') || email_from.contains(['\r', '\n']) {
+            return Err(bad(
+                "EMAIL_FROM",
+                "must be an address such as `PulseGuardian <guardian@example.com>`",
+            ));
+        }
+
+        let oidc = match (get("OIDC_ISSUER"), get("OIDC_CLIENT_ID"), get("OIDC_CLIENT_SECRET")) {
+            (None, None, None) => None,
+            (Some(issuer), Some(client_id), Some(secret)) => Some(OidcConfig {
+                issuer: parse_http_url("OIDC_ISSUER", Some(&issuer), "")?,
+                client_id,
+                client_secret: Secret::new(secret),
+            }),
+            (issuer, id, _) => {
+                let missing = if issuer.is_none() {
+                    "OIDC_ISSUER"
+                } else if id.is_none() {
+                    "OIDC_CLIENT_ID"
+                } else {
+                    "OIDC_CLIENT_SECRET"
+                };
+                return Err(bad(
+                    missing,
+                    "must be set too: OIDC needs OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET",
+                ));
+            }
+        };
+
+        let admin_emails = parse_emails("ADMIN_EMAILS", get("ADMIN_EMAILS"))?;
+        let auditor_emails = parse_emails("AUDITOR_EMAILS", get("AUDITOR_EMAILS"))?;
+
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(bad("LOG_FORMAT", format!("must be `pretty` or `json`, got {other:?}"))),
+        };
+
+        Ok(Config {
+            database_url,
+            bind,
+            public_url,
+            secret_key,
+            rabbit_management_url,
+            rabbit_user,
+            rabbit_password,
+            rabbit_amqp_url: Secret::new(amqp),
+            rabbit_vhosts,
+            warn_queue_size,
+            archive_queue_size,
+            max_archive_size,
+            del_queue_size,
+            guardian_schedule,
+            guardian_dry_run,
+            reserved_users_regex,
+            archive_dir,
+            smtp,
+            email_from,
+            oidc,
+            admin_emails,
+            auditor_emails,
+            log_format,
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// A link to a path of this site, for emails and redirects.
+    pub fn link(&self, path: &str) -> String {
+        format!("{}{}", self.public_url.as_str().trim_end_matches('/'), path)
+    }
+}
+
+fn parse_http_url(var: &'static str, value: Option<&str>, default: &str) -> Result<Url, ConfigError> {
+    let raw = value.unwrap_or(default);
+    let url = Url::parse(raw).map_err(|e| bad(var, format!("{raw:?} is not a URL ({e})")))?;
+    if !(url.scheme() == "http" || url.scheme() == "https") || url.host().is_none() {
+        return Err(bad(
+            var,
+            format!("{raw:?} must be an http:// or https:// URL with a host"),
+        ));
+    }
+    Ok(url)
+}
+
+fn parse_count(var: &'static str, value: Option<String>) -> Result<Option<u64>, ConfigError> {
+    value
+        .map(|v| {
+            v.replace('_', "")
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad(var, format!("must be a positive whole number of messages, got {v:?}")))
+        })
+        .transpose()
+}
+
+fn parse_bool(var: &'static str, value: Option<String>) -> Result<Option<bool>, ConfigError> {
+    value
+        .map(|v| match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(bad(var, format!("must be true or false, got {v:?}"))),
+        })
+        .transpose()
+}
+
+/// Checks a cron expression the way the scheduler reads it: six fields, seconds first.
+pub fn validate_cron(var: &'static str, expr: &str) -> Result<(), ConfigError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(expr)
+        .map(|_| ())
+        .map_err(|e| {
+            bad(
+                var,
+                format!("{expr:?} is not a cron expression with seconds, such as \"*/5 * * * * *\" ({e})"),
+            )
+        })
+}
+
+fn parse_emails(var: &'static str, value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            crate::domain::Email::parse(e)
+                .map(|e| e.into_string())
+                .map_err(|why| bad(var, format!("{e:?}: {why}")))
+        })
+        .collect()
+}
+
+fn parse_smtp(raw: &str) -> Result<SmtpConfig, ConfigError> {
+    const VAR: &str = "SMTP_URL";
+    let url = Url::parse(raw).map_err(|_| bad(VAR, "is not a URL such as smtp://127.0.0.1:25"))?;
+    let (security, default_port) = match url.scheme() {
+        "smtp" => (SmtpSecurity::Plain, 25),
+        "smtp+starttls" => (SmtpSecurity::StartTls, 587),
+        "smtps" => (SmtpSecurity::Tls, 465),
+        other => {
+            return Err(bad(
+                VAR,
+                format!("scheme {other:?} is not smtp, smtp+starttls or smtps"),
+            ));
+        }
+    };
+    let host = url.host_str().ok_or_else(|| bad(VAR, "has no host"))?.to_owned();
+    let credentials = if url.username().is_empty() {
+        None
+    } else {
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        Some((
+            decode(url.username()),
+            Secret::new(decode(url.password().unwrap_or_default())),
+        ))
+    };
+    Ok(SmtpConfig {
+        host,
+        port: url.port().unwrap_or(default_port),
+        security,
+        credentials,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.rabbit_management_url.as_str(), "http://127.0.0.1:15672/api/");
+        assert_eq!(c.rabbit_vhosts, vec!["/"]);
+        assert_eq!(
+            (c.warn_queue_size, c.del_queue_size, c.max_archive_size),
+            (2000, 8000, 100_000)
+        );
+        assert_eq!(c.archive_queue_size, None);
+        assert_eq!(c.guardian_schedule, "*/5 * * * * *");
+        assert!(!c.guardian_dry_run);
+        assert!(c.smtp.is_none() && c.oidc.is_none());
+        assert_eq!(c.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn management_url_is_normalised_with_or_without_api() {
+        for raw in [
+            "http://mq:15672",
+            "http://mq:15672/",
+            "http://mq:15672/api",
+            "http://mq:15672/api/",
+        ] {
+            let c = with(&[("RABBIT_MANAGEMENT_URL", raw)]).unwrap();
+            assert_eq!(c.rabbit_management_url.as_str(), "http://mq:15672/api/", "from {raw}");
+        }
+    }
+
+    #[test]
+    fn thresholds_must_be_in_order() {
+        let e = with(&[("WARN_QUEUE_SIZE", "9000")]).unwrap_err();
+        assert_eq!(e.var, "DEL_QUEUE_SIZE");
+        let e = with(&[("ARCHIVE_QUEUE_SIZE", "1000")]).unwrap_err();
+        assert_eq!(e.var, "ARCHIVE_QUEUE_SIZE");
+        let e = with(&[("ARCHIVE_QUEUE_SIZE", "8000")]).unwrap_err();
+        assert_eq!(e.var, "ARCHIVE_QUEUE_SIZE");
+        assert!(with(&[("ARCHIVE_QUEUE_SIZE", "5000")]).is_ok());
+        let e = with(&[("WARN_QUEUE_SIZE", "lots")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "configuration error: WARN_QUEUE_SIZE: must be a positive whole number of messages, got \"lots\""
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("DATABASE_URL", "postgres://x"),
+            ("BIND", "localhost"),
+            ("PUBLIC_URL", "not a url"),
+            ("PUBLIC_URL", "ftp://example.com"),
+            ("SECRET_KEY", "short"),
+            ("RABBIT_MANAGEMENT_URL", "::"),
+            ("RABBIT_AMQP_URL", "http://x"),
+            ("RABBIT_VHOSTS", ","),
+            ("GUARDIAN_SCHEDULE", "every five seconds"),
+            ("GUARDIAN_SCHEDULE", "*/5 * * * *"),
+            ("GUARDIAN_DRY_RUN", "maybe"),
+            ("RESERVED_USERS_REGEX", "("),
+            ("SMTP_URL", "http://mail"),
+            ("EMAIL_FROM", "nobody"),
+            ("ADMIN_EMAILS", "root"),
+            ("AUDITOR_EMAILS", "a@b.c, nope"),
+            ("LOG_FORMAT", "xml"),
+            ("MAX_ARCHIVE_SIZE", "-1"),
+        ] {
+            let e = with(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var, "{var}={value} gave {e}");
+        }
+        assert_eq!(
+            with(&[("OIDC_ISSUER", "http://idp")]).unwrap_err().var,
+            "OIDC_CLIENT_ID"
+        );
+    }
+
+    #[test]
+    fn smtp_urls() {
+        let c = with(&[("SMTP_URL", "smtp+starttls://me%40x.org:p%40ss@mail.example.com")]).unwrap();
+        let smtp = c.smtp.unwrap();
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.security),
+            ("mail.example.com", 587, SmtpSecurity::StartTls)
+        );
+        let (user, pass) = smtp.credentials.unwrap();
+        assert_eq!((user.as_str(), pass.expose()), ("me@x.org", "p@ss"));
+        assert!(!format!("{pass:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn reserved_regex_is_anchored_at_both_ends() {
+        let c = with(&[("RESERVED_USERS_REGEX", "taskcluster-.*|admin")]).unwrap();
+        let re = c.reserved_users_regex.unwrap();
+        assert!(re.is_match("taskcluster-queue"));
+        assert!(re.is_match("admin"));
+        assert!(!re.is_match("administrator"));
+        assert!(!re.is_match("my-taskcluster-x"));
+    }
+}

@@ -1,0 +1,110 @@
+//! Connecting to MySQL/MariaDB or SQLite, migrating, and the write transaction both
+//! backends agree on.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+};
+
+/// Opens a pool. SQLite files get WAL (readers never wait for the writer) and a busy
+/// timeout, so concurrent writers queue instead of failing.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(30));
+    if url.starts_with("sqlite:") {
+        opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true)
+        });
+    } else {
+        opts.max_connections(16);
+    }
+    Database::connect(opts).await
+}
+
+/// Applies every pending migration; a no-op when the schema is current.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Starts a transaction that will write: `BEGIN IMMEDIATE` on SQLite (so two writers
+/// never deadlock upgrading read locks), a plain one on MySQL, where the writers take
+/// row locks with [`for_update`].
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let opts = TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    };
+    db.begin_with_options(opts).await
+}
+
+/// ` FOR UPDATE` where the backend has row locks; SQLite's write transaction already
+/// excludes other writers.
+pub fn for_update(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Sqlite => "",
+        _ => " FOR UPDATE",
+    }
+}
+
+/// A statement with `?` placeholders for this backend.
+pub fn stmt(backend: DbBackend, sql: impl Into<String>, values: impl IntoIterator<Item = sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Runs one query that returns one integer (a count, a max); `0` when it returns no row.
+pub async fn query_i64(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<i64, DbErr> {
+    let row = db.query_one_raw(stmt(db.get_database_backend(), sql, values)).await?;
+    match row {
+        Some(row) => Ok(row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0)),
+        None => Ok(0),
+    }
+}
+
+/// The one timestamp format of the database and of events: RFC 3339, UTC, microseconds.
+/// It sorts as text, reads the same on both backends and is exactly what gets hashed.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub fn now() -> String {
+    timestamp(Utc::now())
+}
+
+/// Returns the server's secret key: the configured one, else the one generated on the
+/// first start and kept in `settings`.
+pub async fn secret_key(db: &DatabaseConnection, configured: Option<&str>) -> Result<Vec<u8>, DbErr> {
+    if let Some(key) = configured {
+        return Ok(key.as_bytes().to_vec());
+    }
+    let backend = db.get_database_backend();
+    let get = || stmt(backend, "SELECT value FROM settings WHERE name = 'secret_key'", []);
+    if let Some(row) = db.query_one_raw(get()).await? {
+        return Ok(hex::decode(row.try_get_by_index::<String>(0)?).unwrap_or_default());
+    }
+    let fresh: [u8; 64] = rand::random();
+    let insert = match backend {
+        DbBackend::MySql => "INSERT IGNORE INTO settings (name, value) VALUES ('secret_key', ?)",
+        _ => "INSERT OR IGNORE INTO settings (name, value) VALUES ('secret_key', ?)",
+    };
+    db.execute_raw(stmt(backend, insert, [hex::encode(fresh).into()]))
+        .await?;
+    // Another process may have won the race: read back whichever key was kept.
+    let row = db
+        .query_one_raw(get())
+        .await?
+        .ok_or_else(|| DbErr::Custom("secret key missing after insert".into()))?;
+    Ok(hex::decode(row.try_get_by_index::<String>(0)?).unwrap_or_default())
+}

@@ -1,0 +1,404 @@
+//! Every event kind (the exact names of CONTRACT.md), its payload and its schema version,
+//! and the upcasters that read old payloads as the current type.
+//!
+//! Payloads never carry a secret: tokens appear only as SHA-256 hashes, passwords never.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+macro_rules! events {
+    ($($kind:ident = $schema:literal),+ $(,)?) => {
+        /// One event: its kind is the variant name, its payload the variant's struct.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", content = "payload")]
+        pub enum Event {
+            $($kind($kind),)+
+        }
+
+        impl Event {
+            /// The kind's exact name, as stored and exported.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Event::$kind(_) => stringify!($kind),)+
+                }
+            }
+
+            /// The payload schema version written for this kind today.
+            pub fn schema(&self) -> i32 {
+                match self {
+                    $(Event::$kind(_) => $schema,)+
+                }
+            }
+
+            /// The current schema version of a kind, or `None` for an unknown kind.
+            pub fn current_schema(kind: &str) -> Option<i32> {
+                match kind {
+                    $(stringify!($kind) => Some($schema),)+
+                    _ => None,
+                }
+            }
+
+            pub const KINDS: &'static [&'static str] = &[$(stringify!($kind)),+];
+        }
+    };
+}
+
+events! {
+    UserSignedIn = 1,
+    EmailVerified = 1,
+    AdminGranted = 1,
+    AdminRevoked = 1,
+    AuditorGranted = 1,
+    AuditorRevoked = 1,
+    ApiTokenCreated = 1,
+    ApiTokenRevoked = 1,
+    AccountCreated = 2,
+    AccountPasswordChanged = 1,
+    AccountOwnersChanged = 1,
+    AccountDeleted = 1,
+    QueueDeletedByUser = 1,
+    QueuePolicySet = 1,
+    QueueWarned = 1,
+    QueueRecovered = 1,
+    QueueDeleted = 1,
+    QueueDeleteFailed = 1,
+    ArchiveStarted = 1,
+    MessagesArchived = 1,
+    ArchiveStopped = 1,
+    ArchiveRepublished = 1,
+    BrokerUnreachable = 1,
+    BrokerRecovered = 1,
+    EmailQueued = 1,
+    EmailSent = 1,
+    EmailFailed = 1,
+}
+
+/// Why an event could not be read as a current type.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event kind {0:?}")]
+    UnknownKind(String),
+    #[error("{kind} schema {schema} is newer than this program knows ({current})")]
+    FromTheFuture { kind: String, schema: i32, current: i32 },
+    #[error("{kind} schema {schema}: {source}")]
+    Payload {
+        kind: String,
+        schema: i32,
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    pub fn payload(&self) -> Value {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut map)) => map.remove("payload").unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    /// Reads a stored payload of any schema version as the current type.
+    pub fn decode(kind: &str, schema: i32, payload: Value) -> Result<Event, DecodeError> {
+        let current = Event::current_schema(kind).ok_or_else(|| DecodeError::UnknownKind(kind.to_owned()))?;
+        if schema > current {
+            return Err(DecodeError::FromTheFuture {
+                kind: kind.to_owned(),
+                schema,
+                current,
+            });
+        }
+        let mut payload = payload;
+        for from in schema..current {
+            payload = upcast(kind, from, payload);
+        }
+        serde_json::from_value(serde_json::json!({ "kind": kind, "payload": payload })).map_err(|source| {
+            DecodeError::Payload {
+                kind: kind.to_owned(),
+                schema,
+                source,
+            }
+        })
+    }
+}
+
+/// Turns a payload of schema `from` into schema `from + 1`.
+fn upcast(kind: &str, from: i32, mut payload: Value) -> Value {
+    match (kind, from) {
+        // Schema 1 named one owner; schema 2 names every owner and the vhosts granted.
+        ("AccountCreated", 1) => {
+            if let Value::Object(map) = &mut payload {
+                let owners = map.remove("owner").map(|o| vec![o]).unwrap_or_default();
+                map.insert("owners".into(), Value::Array(owners));
+                map.entry("vhosts")
+                    .or_insert_with(|| Value::Array(vec![Value::String("/".into())]));
+            }
+            payload
+        }
+        _ => payload,
+    }
+}
+
+/// How a person signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInMethod {
+    Oidc,
+    EmailLink,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSignedIn {
+    pub email: String,
+    pub method: SignInMethod,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailVerified {
+    pub email: String,
+    pub method: SignInMethod,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminGranted {
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminRevoked {
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditorGranted {
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditorRevoked {
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiTokenCreated {
+    pub token_id: String,
+    pub email: String,
+    pub label: String,
+    /// SHA-256 of the token, hex. The token itself is shown once and never stored.
+    pub token_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiTokenRevoked {
+    pub token_id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountCreated {
+    pub name: String,
+    pub owners: Vec<String>,
+    pub vhosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountPasswordChanged {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountOwnersChanged {
+    pub name: String,
+    pub owners: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountDeleted {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueDeletedByUser {
+    pub vhost: String,
+    pub name: String,
+    pub messages: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuePolicySet {
+    pub vhost: String,
+    pub name: String,
+    pub unbounded: bool,
+    pub warn_size: Option<u64>,
+    pub del_size: Option<u64>,
+}
+
+/// The depth of a queue when a decision was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Depth {
+    pub messages: u64,
+    pub ready: u64,
+    pub unacked: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueWarned {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub depth: Depth,
+    pub warn_size: u64,
+    pub del_size: u64,
+    pub unbounded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueRecovered {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub depth: Depth,
+    pub warn_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueDeleted {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub depth: Depth,
+    pub del_size: u64,
+    /// True when `GUARDIAN_DRY_RUN` kept the queue: the decision, not the act.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueDeleteFailed {
+    pub vhost: String,
+    pub name: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveStarted {
+    pub vhost: String,
+    pub name: String,
+    pub depth: Depth,
+    pub archive_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagesArchived {
+    pub vhost: String,
+    pub name: String,
+    pub segment: String,
+    pub first: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveStopped {
+    pub vhost: String,
+    pub name: String,
+    pub archived: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveRepublished {
+    pub vhost: String,
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerUnreachable {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerRecovered {
+    pub down_since: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailQueued {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    /// The event that caused this email, for the audit trail.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailSent {
+    pub email_id: String,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailFailed {
+    pub email_id: String,
+    pub attempt: u32,
+    pub error: String,
+    /// When the dispatcher tries again; `None` when it gave up.
+    pub retry_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kind_names_are_the_contract_names() {
+        let e = Event::AdminGranted(AdminGranted { email: "a@b.c".into() });
+        assert_eq!(e.kind(), "AdminGranted");
+        assert_eq!(e.payload(), json!({"email": "a@b.c"}));
+        assert_eq!(Event::KINDS.len(), 27);
+    }
+
+    #[test]
+    fn payload_round_trips_through_decode() {
+        let e = Event::QueueWarned(QueueWarned {
+            vhost: "/".into(),
+            name: "queue/a/b".into(),
+            owner: Some("a".into()),
+            depth: Depth {
+                messages: 2001,
+                ready: 2000,
+                unacked: 1,
+            },
+            warn_size: 2000,
+            del_size: 8000,
+            unbounded: false,
+        });
+        assert_eq!(Event::decode(e.kind(), e.schema(), e.payload()).unwrap(), e);
+    }
+
+    #[test]
+    fn account_created_schema_1_upcasts_to_current() {
+        let old = json!({"name": "alice", "owner": "alice@example.com"});
+        let e = Event::decode("AccountCreated", 1, old).unwrap();
+        assert_eq!(
+            e,
+            Event::AccountCreated(AccountCreated {
+                name: "alice".into(),
+                owners: vec!["alice@example.com".into()],
+                vhosts: vec!["/".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_and_future_events_are_errors() {
+        assert!(matches!(
+            Event::decode("Nope", 1, json!({})),
+            Err(DecodeError::UnknownKind(_))
+        ));
+        assert!(matches!(
+            Event::decode("AdminGranted", 9, json!({"email": "x"})),
+            Err(DecodeError::FromTheFuture { .. })
+        ));
+    }
+}

@@ -1,0 +1,445 @@
+//! Appending to and reading from the `events` table.
+//!
+//! Appends are serialised by the `event_head` row (locked in every append transaction),
+//! so commit order equals `seq` order: a reader of `seq > N` never skips an event that
+//! commits later with a smaller `seq`. The head row also carries the last hash, so the
+//! chain is extended without reading the events table.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, Value};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::hash::{self, Hashed};
+use super::kinds::{DecodeError, Event};
+use crate::db::{self, stmt};
+
+/// What an append expects a stream's current version to be (its last event's
+/// version; a stream with no events is at version 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    Any,
+    NoStream,
+    Exact(i64),
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: Uuid,
+    pub stream: String,
+    pub expected: Expected,
+    pub event: Event,
+    pub actor: String,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+}
+
+impl NewEvent {
+    pub fn new(stream: impl Into<String>, event: Event, actor: impl Into<String>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            stream: stream.into(),
+            expected: Expected::Any,
+            event,
+            actor: actor.into(),
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+
+    pub fn expect(mut self, expected: Expected) -> Self {
+        self.expected = expected;
+        self
+    }
+
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Marks this event as caused by `cause` (and in the same correlation).
+    pub fn caused_by(mut self, cause: Uuid, correlation: Option<Uuid>) -> Self {
+        self.causation_id = Some(cause);
+        self.correlation_id = Some(correlation.unwrap_or(cause));
+        self
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub id: String,
+    pub stream: String,
+    pub version: i64,
+    pub kind: String,
+    pub schema: i32,
+    pub actor: String,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub occurred_at: String,
+    /// The payload JSON exactly as stored (and hashed).
+    pub payload: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl StoredEvent {
+    /// The payload as the current type of its kind (upcast if stored with an older schema).
+    pub fn decode(&self) -> Result<Event, DecodeError> {
+        let payload = serde_json::from_str(&self.payload).map_err(|source| DecodeError::Payload {
+            kind: self.kind.clone(),
+            schema: self.schema,
+            source,
+        })?;
+        Event::decode(&self.kind, self.schema, payload)
+    }
+
+    /// The exported form of CONTRACT.md: the payload as stored, not upcast, so the export
+    /// can be checked against the hashes.
+    pub fn export_json(&self) -> serde_json::Value {
+        json!({
+            "seq": self.seq,
+            "id": self.id,
+            "stream": self.stream,
+            "version": self.version,
+            "kind": self.kind,
+            "schema": self.schema,
+            "actor": self.actor,
+            "occurred_at": self.occurred_at,
+            "payload": serde_json::from_str::<serde_json::Value>(&self.payload).unwrap_or(serde_json::Value::Null),
+            "hash": self.hash,
+            "prev_hash": self.prev_hash,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+        })
+    }
+
+    fn hashed(&self) -> Hashed<'_> {
+        Hashed {
+            seq: self.seq,
+            id: &self.id,
+            stream: &self.stream,
+            version: self.version,
+            kind: &self.kind,
+            schema: self.schema,
+            actor: &self.actor,
+            correlation_id: self.correlation_id.as_deref(),
+            causation_id: self.causation_id.as_deref(),
+            occurred_at: &self.occurred_at,
+            payload: &self.payload,
+        }
+    }
+
+    fn from_row(row: &QueryResult) -> Result<Self, DbErr> {
+        Ok(Self {
+            seq: row.try_get("", "seq")?,
+            id: row.try_get("", "id")?,
+            stream: row.try_get("", "stream")?,
+            version: row.try_get("", "version")?,
+            kind: row.try_get("", "kind")?,
+            schema: row.try_get("", "schema_version")?,
+            actor: row.try_get("", "actor")?,
+            correlation_id: row.try_get("", "correlation_id")?,
+            causation_id: row.try_get("", "causation_id")?,
+            occurred_at: row.try_get("", "occurred_at")?,
+            payload: row.try_get("", "payload")?,
+            prev_hash: row.try_get("", "prev_hash")?,
+            hash: row.try_get("", "hash")?,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub enum Appended {
+    /// The batch is stored, in this order.
+    Stored(Vec<StoredEvent>),
+    /// Every event id of the batch was already in the log: nothing was written.
+    AlreadyAppended,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("conflict on stream {stream}: expected version {expected}, found {actual}")]
+    Conflict { stream: String, expected: i64, actual: i64 },
+    #[error("part of this batch is already in the log (event {0}); a batch is appended whole or not at all")]
+    PartlyAppended(Uuid),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+const COLUMNS: &str = "seq, id, stream, version, kind, schema_version, actor, correlation_id, \
+                       causation_id, occurred_at, payload, prev_hash, hash";
+
+/// Appends a batch in its own transaction.
+pub async fn append(db: &DatabaseConnection, batch: Vec<NewEvent>) -> Result<Appended, AppendError> {
+    let txn = db::begin_write(db).await?;
+    let out = append_in(&txn, batch).await?;
+    txn.commit().await?;
+    Ok(out)
+}
+
+/// Appends a batch inside the caller's write transaction (begun with
+/// [`db::begin_write`]); nothing is visible until the caller commits.
+pub async fn append_in(txn: &DatabaseTransaction, batch: Vec<NewEvent>) -> Result<Appended, AppendError> {
+    if batch.is_empty() {
+        return Ok(Appended::Stored(Vec::new()));
+    }
+    let backend = txn.get_database_backend();
+    let head = txn
+        .query_one_raw(stmt(
+            backend,
+            format!(
+                "SELECT seq, hash FROM event_head WHERE id = 1{}",
+                db::for_update(backend)
+            ),
+            [],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("event_head row missing: run `pulseguardian migrate`".into()))?;
+    let mut seq: i64 = head.try_get("", "seq")?;
+    let mut prev_hash: String = head.try_get("", "hash")?;
+
+    let ids: Vec<String> = batch.iter().map(|e| e.id.to_string()).collect();
+    let found = existing_ids(txn, &ids).await?;
+    if !found.is_empty() {
+        if found.len() == ids.len() {
+            return Ok(Appended::AlreadyAppended);
+        }
+        let first = batch
+            .iter()
+            .find(|e| found.contains(&e.id.to_string()))
+            .map(|e| e.id)
+            .unwrap_or_default();
+        return Err(AppendError::PartlyAppended(first));
+    }
+
+    let mut versions = stream_versions(txn, batch.iter().map(|e| e.stream.as_str())).await?;
+    let occurred_at = db::now();
+    let mut stored = Vec::with_capacity(batch.len());
+    for e in batch {
+        let current = versions.get(&e.stream).copied().unwrap_or(0);
+        let expected = match e.expected {
+            Expected::Any => current,
+            Expected::NoStream => 0,
+            Expected::Exact(v) => v,
+        };
+        if expected != current {
+            return Err(AppendError::Conflict {
+                stream: e.stream,
+                expected,
+                actual: current,
+            });
+        }
+        seq += 1;
+        let version = current + 1;
+        versions.insert(e.stream.clone(), version);
+        let mut row = StoredEvent {
+            seq,
+            id: e.id.to_string(),
+            stream: e.stream,
+            version,
+            kind: e.event.kind().to_owned(),
+            schema: e.event.schema(),
+            actor: e.actor,
+            correlation_id: e.correlation_id.map(|u| u.to_string()),
+            causation_id: e.causation_id.map(|u| u.to_string()),
+            occurred_at: occurred_at.clone(),
+            payload: e.event.payload().to_string(),
+            prev_hash: prev_hash.clone(),
+            hash: String::new(),
+        };
+        row.hash = hash::chain(&prev_hash, &row.hashed());
+        prev_hash = row.hash.clone();
+        stored.push(row);
+    }
+
+    for chunk in stored.chunks(500) {
+        let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 13);
+        for r in chunk {
+            values.extend([
+                r.seq.into(),
+                r.id.clone().into(),
+                r.stream.clone().into(),
+                r.version.into(),
+                r.kind.clone().into(),
+                r.schema.into(),
+                r.actor.clone().into(),
+                r.correlation_id.clone().into(),
+                r.causation_id.clone().into(),
+                r.occurred_at.clone().into(),
+                r.payload.clone().into(),
+                r.prev_hash.clone().into(),
+                r.hash.clone().into(),
+            ]);
+        }
+        txn.execute_raw(stmt(
+            backend,
+            format!("INSERT INTO events ({COLUMNS}) VALUES {placeholders}"),
+            values,
+        ))
+        .await?;
+    }
+    txn.execute_raw(stmt(
+        backend,
+        "UPDATE event_head SET seq = ?, hash = ? WHERE id = 1",
+        [seq.into(), prev_hash.into()],
+    ))
+    .await?;
+    Ok(Appended::Stored(stored))
+}
+
+async fn existing_ids(txn: &DatabaseTransaction, ids: &[String]) -> Result<HashSet<String>, DbErr> {
+    let mut found = HashSet::new();
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let rows = txn
+            .query_all_raw(stmt(
+                txn.get_database_backend(),
+                format!("SELECT id FROM events WHERE id IN ({marks})"),
+                chunk.iter().map(|s| Value::from(s.clone())),
+            ))
+            .await?;
+        for row in rows {
+            found.insert(row.try_get_by_index::<String>(0)?);
+        }
+    }
+    Ok(found)
+}
+
+async fn stream_versions<'a>(
+    txn: &DatabaseTransaction,
+    streams: impl Iterator<Item = &'a str>,
+) -> Result<BTreeMap<String, i64>, DbErr> {
+    let streams: Vec<String> = streams.map(str::to_owned).collect::<HashSet<_>>().into_iter().collect();
+    let mut versions = BTreeMap::new();
+    for chunk in streams.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let rows = txn
+            .query_all_raw(stmt(
+                txn.get_database_backend(),
+                format!("SELECT stream, MAX(version) FROM events WHERE stream IN ({marks}) GROUP BY stream"),
+                chunk.iter().map(|s| Value::from(s.clone())),
+            ))
+            .await?;
+        for row in rows {
+            versions.insert(row.try_get_by_index::<String>(0)?, row.try_get_by_index::<i64>(1)?);
+        }
+    }
+    Ok(versions)
+}
+
+/// Events with `seq > after`, oldest first, at most `limit`.
+pub async fn read_after(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<Vec<StoredEvent>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            format!("SELECT {COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+            [after.into(), (limit as i64).into()],
+        ))
+        .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// Every event of one stream, oldest first.
+pub async fn read_stream(db: &impl ConnectionTrait, stream: &str) -> Result<Vec<StoredEvent>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            format!("SELECT {COLUMNS} FROM events WHERE stream = ? ORDER BY version"),
+            [stream.into()],
+        ))
+        .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// The current version of a stream (0 when it has no events).
+pub async fn stream_version(db: &impl ConnectionTrait, stream: &str) -> Result<i64, DbErr> {
+    db::query_i64(db, "SELECT MAX(version) FROM events WHERE stream = ?", [stream.into()]).await
+}
+
+/// The position of the last appended event (0 for an empty log).
+pub async fn head_seq(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    db::query_i64(db, "SELECT seq FROM event_head WHERE id = 1", []).await
+}
+
+/// The outcome of checking the whole hash chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// How many events were checked and found intact.
+    pub intact: i64,
+    /// The head position the log claims.
+    pub head_seq: i64,
+    /// The first position where the chain breaks, and why.
+    pub first_bad: Option<(i64, String)>,
+}
+
+/// Walks the log in `seq` order, page by page, recomputing every hash.
+pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, DbErr> {
+    let backend = db.get_database_backend();
+    let head = db
+        .query_one_raw(stmt(backend, "SELECT seq, hash FROM event_head WHERE id = 1", []))
+        .await?
+        .ok_or_else(|| DbErr::Custom("event_head row missing: run `pulseguardian migrate`".into()))?;
+    let head_seq: i64 = head.try_get("", "seq")?;
+    let head_hash: String = head.try_get("", "hash")?;
+    let mut prev_hash = hash::GENESIS.to_owned();
+    let mut expected_seq = 1;
+    let fail = |intact: i64, seq: i64, why: String| Verification {
+        intact,
+        head_seq,
+        first_bad: Some((seq, why)),
+    };
+    loop {
+        let page = read_after(db, expected_seq - 1, 5000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            let intact = expected_seq - 1;
+            if e.seq != expected_seq {
+                return Ok(fail(intact, expected_seq, format!("event {expected_seq} is missing")));
+            }
+            if e.prev_hash != prev_hash {
+                return Ok(fail(
+                    intact,
+                    e.seq,
+                    "prev_hash does not match the previous event's hash".into(),
+                ));
+            }
+            let computed = hash::chain(&prev_hash, &e.hashed());
+            if computed != e.hash {
+                return Ok(fail(
+                    intact,
+                    e.seq,
+                    "the stored fields do not match the stored hash".into(),
+                ));
+            }
+            prev_hash = computed;
+            expected_seq += 1;
+        }
+    }
+    let intact = expected_seq - 1;
+    if intact != head_seq {
+        return Ok(fail(
+            intact,
+            intact + 1,
+            format!("the log ends at {intact} but its head says {head_seq}"),
+        ));
+    }
+    if prev_hash != head_hash {
+        return Ok(fail(
+            intact,
+            intact,
+            "the head hash does not match the last event".into(),
+        ));
+    }
+    Ok(Verification {
+        intact,
+        head_seq,
+        first_bad: None,
+    })
+}

@@ -1,0 +1,18 @@
+//! PulseGuardian: keeps a shared RabbitMQ broker healthy.
+//!
+//! `main.rs` only parses the command line; everything else lives here so the
+//! integration tests can build the same app.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod events;
+pub mod projections;
+pub mod roles;
+pub mod telemetry;
+pub mod web;
+
+pub use app::App;
+pub use config::Config;

@@ -1,0 +1,462 @@
+//! Read models and the projector that builds them from the event log.
+//!
+//! The projector applies events in `seq` order and moves its checkpoint in the same
+//! transaction as the rows it changes: a crash never applies an event twice or skips one.
+//! Two projectors (after two appends, or on two replicas) take turns on the checkpoint
+//! row's lock.
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Value};
+
+use crate::db::{self, stmt};
+use crate::events::kinds::{DecodeError, Event};
+use crate::events::{StoredEvent, store};
+
+/// The checkpoint name of the read models.
+pub const CHECKPOINT: &str = "read_models";
+
+/// Events applied per transaction.
+pub const BATCH: u64 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("event {seq} cannot be read: {source}")]
+    Decode { seq: i64, source: DecodeError },
+}
+
+/// Applies every event not yet applied; returns how many it applied.
+pub async fn catch_up(db: &DatabaseConnection) -> Result<u64, ProjectionError> {
+    let mut total = 0;
+    loop {
+        let applied = step(db, BATCH).await?;
+        if applied == 0 {
+            return Ok(total);
+        }
+        total += applied;
+    }
+}
+
+/// Applies at most `limit` events in one transaction; returns how many.
+pub async fn step(db: &DatabaseConnection, limit: u64) -> Result<u64, ProjectionError> {
+    let txn = db::begin_write(db).await?;
+    let checkpoint = lock_checkpoint(&txn).await?;
+    let events = store::read_after(&txn, checkpoint, limit).await?;
+    let Some(last) = events.last().map(|e| e.seq) else {
+        txn.rollback().await?;
+        return Ok(0);
+    };
+    for e in &events {
+        apply(&txn, e).await?;
+    }
+    exec(
+        &txn,
+        "UPDATE projection_checkpoints SET seq = ? WHERE name = ?",
+        [last.into(), CHECKPOINT.into()],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(events.len() as u64)
+}
+
+/// The position of the last applied event.
+pub async fn checkpoint(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    db::query_i64(
+        db,
+        "SELECT seq FROM projection_checkpoints WHERE name = ?",
+        [CHECKPOINT.into()],
+    )
+    .await
+}
+
+/// Empties every read model and resets the checkpoint, in one transaction; the next
+/// [`catch_up`] rebuilds them from the first event.
+pub async fn reset(db: &DatabaseConnection) -> Result<(), DbErr> {
+    let txn = db::begin_write(db).await?;
+    lock_checkpoint(&txn).await?;
+    for table in migrations::READ_MODEL_TABLES {
+        txn.execute_unprepared(&format!("DELETE FROM {table}")).await?;
+    }
+    exec(
+        &txn,
+        "UPDATE projection_checkpoints SET seq = 0 WHERE name = ?",
+        [CHECKPOINT.into()],
+    )
+    .await?;
+    txn.commit().await
+}
+
+async fn lock_checkpoint(txn: &DatabaseTransaction) -> Result<i64, DbErr> {
+    let backend = txn.get_database_backend();
+    exec(
+        txn,
+        &format!(
+            "{} projection_checkpoints (name, seq) VALUES (?, 0)",
+            insert_ignore(backend)
+        ),
+        [CHECKPOINT.into()],
+    )
+    .await?;
+    let sql = format!(
+        "SELECT seq FROM projection_checkpoints WHERE name = ?{}",
+        db::for_update(backend)
+    );
+    db::query_i64(txn, &sql, [CHECKPOINT.into()]).await
+}
+
+fn insert_ignore(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::MySql => "INSERT IGNORE INTO",
+        _ => "INSERT OR IGNORE INTO",
+    }
+}
+
+async fn exec(txn: &impl ConnectionTrait, sql: &str, values: impl IntoIterator<Item = Value>) -> Result<(), DbErr> {
+    txn.execute_raw(stmt(txn.get_database_backend(), sql, values))
+        .await
+        .map(|_| ())
+}
+
+/// The email of a `user:<email>` actor, else the actor itself (`cli`, `guardian`).
+fn actor_name(actor: &str) -> &str {
+    actor.strip_prefix("user:").unwrap_or(actor)
+}
+
+async fn ensure_user(txn: &DatabaseTransaction, email: &str, at: &str) -> Result<(), DbErr> {
+    let sql = format!(
+        "{} users (email, email_verified, is_admin, is_auditor, created_at) VALUES (?, ?, ?, ?, ?)",
+        insert_ignore(txn.get_database_backend())
+    );
+    exec(
+        txn,
+        &sql,
+        [email.into(), false.into(), false.into(), false.into(), at.into()],
+    )
+    .await
+}
+
+async fn ensure_queue(txn: &DatabaseTransaction, vhost: &str, name: &str, owner: Option<&str>) -> Result<(), DbErr> {
+    let owner = owner.map(str::to_owned).or_else(|| {
+        crate::domain::QueueRef::new(vhost, name)
+            .owner_name()
+            .map(str::to_owned)
+    });
+    let sql = format!(
+        "{} queues (vhost, name, owner, warned, unbounded, deleted) VALUES (?, ?, ?, ?, ?, ?)",
+        insert_ignore(txn.get_database_backend())
+    );
+    exec(
+        txn,
+        &sql,
+        [
+            vhost.into(),
+            name.into(),
+            owner.into(),
+            false.into(),
+            false.into(),
+            false.into(),
+        ],
+    )
+    .await
+}
+
+async fn queue_action(
+    txn: &DatabaseTransaction,
+    vhost: &str,
+    name: &str,
+    action: &str,
+    at: &str,
+    messages: Option<u64>,
+) -> Result<(), DbErr> {
+    ensure_queue(txn, vhost, name, None).await?;
+    exec(
+        txn,
+        "UPDATE queues SET last_action = ?, last_action_at = ?, last_messages = COALESCE(?, last_messages) \
+         WHERE vhost = ? AND name = ?",
+        [
+            action.into(),
+            at.into(),
+            messages.map(|m| m as i64).into(),
+            vhost.into(),
+            name.into(),
+        ],
+    )
+    .await
+}
+
+async fn set_owners(txn: &DatabaseTransaction, account: &str, owners: &[String]) -> Result<(), DbErr> {
+    exec(txn, "DELETE FROM account_owners WHERE account = ?", [account.into()]).await?;
+    for owner in owners {
+        let sql = format!(
+            "{} account_owners (account, email) VALUES (?, ?)",
+            insert_ignore(txn.get_database_backend())
+        );
+        exec(txn, &sql, [account.into(), owner.as_str().into()]).await?;
+    }
+    Ok(())
+}
+
+/// Applies one event to the read models.
+async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), ProjectionError> {
+    let event = stored.decode().map_err(|source| ProjectionError::Decode {
+        seq: stored.seq,
+        source,
+    })?;
+    let at = stored.occurred_at.as_str();
+    match event {
+        Event::UserSignedIn(e) => {
+            ensure_user(txn, &e.email, at).await?;
+            exec(
+                txn,
+                "UPDATE users SET last_sign_in_at = ? WHERE email = ?",
+                [at.into(), e.email.into()],
+            )
+            .await?;
+        }
+        Event::EmailVerified(e) => {
+            ensure_user(txn, &e.email, at).await?;
+            exec(
+                txn,
+                "UPDATE users SET email_verified = ? WHERE email = ?",
+                [true.into(), e.email.into()],
+            )
+            .await?;
+        }
+        Event::AdminGranted(e) => set_role(txn, "is_admin", &e.email, true, at).await?,
+        Event::AdminRevoked(e) => set_role(txn, "is_admin", &e.email, false, at).await?,
+        Event::AuditorGranted(e) => set_role(txn, "is_auditor", &e.email, true, at).await?,
+        Event::AuditorRevoked(e) => set_role(txn, "is_auditor", &e.email, false, at).await?,
+        Event::ApiTokenCreated(e) => {
+            exec(
+                txn,
+                "INSERT INTO api_tokens (id, email, label, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    e.token_id.into(),
+                    e.email.into(),
+                    e.label.into(),
+                    e.token_hash.into(),
+                    at.into(),
+                ],
+            )
+            .await?;
+        }
+        Event::ApiTokenRevoked(e) => {
+            exec(
+                txn,
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                [at.into(), e.token_id.into()],
+            )
+            .await?;
+        }
+        Event::AccountCreated(e) => {
+            let sql = format!(
+                "{} accounts (name, created_by, created_at) VALUES (?, ?, ?)",
+                insert_ignore(txn.get_database_backend())
+            );
+            exec(
+                txn,
+                &sql,
+                [e.name.as_str().into(), actor_name(&stored.actor).into(), at.into()],
+            )
+            .await?;
+            set_owners(txn, &e.name, &e.owners).await?;
+        }
+        Event::AccountPasswordChanged(e) => {
+            exec(
+                txn,
+                "UPDATE accounts SET password_changed_at = ? WHERE name = ?",
+                [at.into(), e.name.into()],
+            )
+            .await?;
+        }
+        Event::AccountOwnersChanged(e) => set_owners(txn, &e.name, &e.owners).await?,
+        Event::AccountDeleted(e) => {
+            exec(
+                txn,
+                "DELETE FROM account_owners WHERE account = ?",
+                [e.name.as_str().into()],
+            )
+            .await?;
+            exec(txn, "DELETE FROM accounts WHERE name = ?", [e.name.into()]).await?;
+        }
+        Event::QueueDeletedByUser(e) => {
+            let action = format!("deleted by {}", actor_name(&stored.actor));
+            queue_action(txn, &e.vhost, &e.name, &action, at, e.messages).await?;
+            mark_deleted(txn, &e.vhost, &e.name).await?;
+        }
+        Event::QueuePolicySet(e) => {
+            ensure_queue(txn, &e.vhost, &e.name, None).await?;
+            exec(
+                txn,
+                "UPDATE queues SET unbounded = ?, warn_size = ?, del_size = ? WHERE vhost = ? AND name = ?",
+                [
+                    e.unbounded.into(),
+                    e.warn_size.map(|v| v as i64).into(),
+                    e.del_size.map(|v| v as i64).into(),
+                    e.vhost.into(),
+                    e.name.into(),
+                ],
+            )
+            .await?;
+        }
+        Event::QueueWarned(e) => {
+            ensure_queue(txn, &e.vhost, &e.name, e.owner.as_deref()).await?;
+            queue_action(txn, &e.vhost, &e.name, "warned", at, Some(e.depth.messages)).await?;
+            exec(
+                txn,
+                "UPDATE queues SET warned = ?, warned_at = ?, last_warning_at = ?, deleted = ? \
+                 WHERE vhost = ? AND name = ?",
+                [
+                    true.into(),
+                    at.into(),
+                    at.into(),
+                    false.into(),
+                    e.vhost.into(),
+                    e.name.into(),
+                ],
+            )
+            .await?;
+        }
+        Event::QueueRecovered(e) => {
+            queue_action(txn, &e.vhost, &e.name, "recovered", at, Some(e.depth.messages)).await?;
+            exec(
+                txn,
+                "UPDATE queues SET warned = ?, warned_at = NULL WHERE vhost = ? AND name = ?",
+                [false.into(), e.vhost.into(), e.name.into()],
+            )
+            .await?;
+        }
+        Event::QueueDeleted(e) => {
+            let action = if e.dry_run {
+                "would delete (dry run)"
+            } else {
+                "deleted by the guardian"
+            };
+            queue_action(txn, &e.vhost, &e.name, action, at, Some(e.depth.messages)).await?;
+            if !e.dry_run {
+                mark_deleted(txn, &e.vhost, &e.name).await?;
+            }
+        }
+        Event::QueueDeleteFailed(e) => {
+            queue_action(txn, &e.vhost, &e.name, "delete failed", at, None).await?;
+        }
+        Event::ArchiveStarted(e) => {
+            queue_action(txn, &e.vhost, &e.name, "archiving", at, Some(e.depth.messages)).await?;
+        }
+        Event::MessagesArchived(e) => {
+            queue_action(txn, &e.vhost, &e.name, "archiving", at, None).await?;
+        }
+        Event::ArchiveStopped(e) => {
+            queue_action(txn, &e.vhost, &e.name, "archive stopped", at, None).await?;
+        }
+        Event::ArchiveRepublished(e) => {
+            queue_action(txn, &e.vhost, &e.name, "archive republished", at, None).await?;
+        }
+        Event::BrokerUnreachable(e) => set_broker(txn, false, at, Some(e.error)).await?,
+        Event::BrokerRecovered(_) => set_broker(txn, true, at, None).await?,
+        Event::EmailQueued(e) => {
+            exec(
+                txn,
+                "INSERT INTO outbox (id, recipients, subject, body, status, attempts, next_attempt_at, created_at) \
+                 VALUES (?, ?, ?, ?, 'queued', 0, ?, ?)",
+                [
+                    stored.id.as_str().into(),
+                    e.to.join(", ").into(),
+                    e.subject.into(),
+                    e.body.into(),
+                    at.into(),
+                    at.into(),
+                ],
+            )
+            .await?;
+        }
+        Event::EmailSent(e) => {
+            exec(
+                txn,
+                "UPDATE outbox SET status = 'sent', attempts = ?, last_error = NULL WHERE id = ?",
+                [e.attempt.into(), e.email_id.into()],
+            )
+            .await?;
+        }
+        Event::EmailFailed(e) => {
+            let status = if e.retry_at.is_some() { "queued" } else { "failed" };
+            exec(
+                txn,
+                "UPDATE outbox SET status = ?, attempts = ?, last_error = ?, \
+                 next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ?",
+                [
+                    status.into(),
+                    e.attempt.into(),
+                    e.error.into(),
+                    e.retry_at.into(),
+                    e.email_id.into(),
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn set_role(txn: &DatabaseTransaction, column: &str, email: &str, on: bool, at: &str) -> Result<(), DbErr> {
+    ensure_user(txn, email, at).await?;
+    exec(
+        txn,
+        &format!("UPDATE users SET {column} = ? WHERE email = ?"),
+        [on.into(), email.into()],
+    )
+    .await
+}
+
+async fn mark_deleted(txn: &DatabaseTransaction, vhost: &str, name: &str) -> Result<(), DbErr> {
+    exec(
+        txn,
+        "UPDATE queues SET deleted = ?, warned = ?, warned_at = NULL WHERE vhost = ? AND name = ?",
+        [true.into(), false.into(), vhost.into(), name.into()],
+    )
+    .await
+}
+
+async fn set_broker(txn: &DatabaseTransaction, reachable: bool, at: &str, error: Option<String>) -> Result<(), DbErr> {
+    let sql = format!(
+        "{} broker_status (id, reachable, since) VALUES (1, ?, ?)",
+        insert_ignore(txn.get_database_backend())
+    );
+    exec(txn, &sql, [reachable.into(), at.into()]).await?;
+    exec(
+        txn,
+        "UPDATE broker_status SET reachable = ?, since = ?, error = ? WHERE id = 1",
+        [reachable.into(), at.into(), error.into()],
+    )
+    .await
+}
+
+/// Every row of every read model, as sorted text: two databases with equal snapshots
+/// hold the same state. Used to check that a replay ends where the live state is.
+pub async fn snapshot(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
+    let mut out = Vec::new();
+    for table in migrations::READ_MODEL_TABLES {
+        let rows = db
+            .query_all_raw(stmt(db.get_database_backend(), format!("SELECT * FROM {table}"), []))
+            .await?;
+        let mut lines: Vec<String> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let cols = row.column_names();
+            let mut parts = Vec::with_capacity(cols.len());
+            for (i, col) in cols.iter().enumerate() {
+                let text = row
+                    .try_get_by_index::<Option<String>>(i)
+                    .or_else(|_| row.try_get_by_index::<Option<i64>>(i).map(|v| v.map(|n| n.to_string())))
+                    .or_else(|_| {
+                        row.try_get_by_index::<Option<bool>>(i)
+                            .map(|v| v.map(|b| (b as i64).to_string()))
+                    })?;
+                parts.push(format!("{col}={}", text.unwrap_or_else(|| "NULL".into())));
+            }
+            lines.push(format!("{table}: {}", parts.join(" ")));
+        }
+        lines.sort();
+        out.extend(lines);
+    }
+    Ok(out)
+}
