@@ -11,8 +11,11 @@ pub fn page(title: &str, content: Markup) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"selfRequestsOnly":true}"#;
-                title { (title) " · PulseGuardian" }
+                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true}"#;
+                link rel="icon" href="data:,";
+                title {
+                    @if title == "PulseGuardian" { "PulseGuardian" } @else { (title) " · PulseGuardian" }
+                }
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/htmx.min.js" defer {}
             }

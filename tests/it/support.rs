@@ -1,0 +1,221 @@
+//! Test databases, test apps and waiting with a deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use pulseguardian::{App, Config};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    MySql,
+    Sqlite,
+}
+
+/// Runs one `async fn case(Backend)` on MariaDB and on SQLite, as two tests.
+#[macro_export]
+macro_rules! on_both {
+    ($($case:ident),+ $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn mysql() {
+                    super::$case($crate::support::Backend::MySql).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$case($crate::support::Backend::Sqlite).await
+                }
+            }
+        )+
+    };
+}
+
+fn mysql_base() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+}
+
+/// A fresh, empty database of its own, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    mysql_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::MySql => {
+                let name = format!("pgtest_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+                let admin = sea_orm::Database::connect(format!("{}/mysql", mysql_base()))
+                    .await
+                    .expect("MariaDB on 127.0.0.1:3306 (run scripts/services)");
+                sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                admin.close().await.ok();
+                TestDb {
+                    url: format!("{}/{name}", mysql_base()),
+                    mysql_name: Some(name),
+                    _dir: None,
+                }
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("pg.db").display());
+                TestDb {
+                    url,
+                    mysql_name: None,
+                    _dir: Some(dir),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.mysql_name {
+            let _ = std::process::Command::new("mysql")
+                .args([
+                    "-h127.0.0.1",
+                    "-uroot",
+                    "-e",
+                    &format!("DROP DATABASE IF EXISTS {name}"),
+                ])
+                .output();
+        }
+    }
+}
+
+/// A configuration for tests: the contract's defaults, this database, plus `extra`.
+pub fn config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    vars.insert("DATABASE_URL".into(), db.url.clone());
+    vars.insert("BIND".into(), "127.0.0.1:0".into());
+    for (k, v) in extra {
+        vars.insert((*k).into(), (*v).into());
+    }
+    Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration is valid")
+}
+
+/// A migrated app on a fresh database.
+pub struct TestApp {
+    pub app: App,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> TestApp {
+        Self::with(backend, &[]).await
+    }
+
+    pub async fn with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+        rustls::crypto::ring::default_provider().install_default().ok();
+        let db = TestDb::new(backend).await;
+        let app = App::start(config(&db, extra)).await.expect("app starts");
+        TestApp { app, db }
+    }
+
+    /// Another app (another replica, or the same one after a restart) on this database.
+    pub async fn restart(&self) -> App {
+        App::start(config(&self.db, &[])).await.expect("app starts again")
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 20 ms, or panics after `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > until {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The path of the built binary (cargo builds it for integration tests).
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pulseguardian")
+}
+
+/// Runs the binary with exactly `env` (plus PATH), returning (status code, stdout, stderr).
+pub fn run_binary(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> (i32, String, String) {
+    let out = std::process::Command::new(binary())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("run the pulseguardian binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A real server on a free port, stopped when dropped.
+pub struct Server {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    pub async fn start(app: App) -> Server {
+        let acceptor = pulseguardian::web::bind(&app).await.expect("bind a free port");
+        let addr = poem::listener::Acceptor::local_addr(&acceptor)
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .expect("a socket address");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            pulseguardian::web::serve(app, acceptor, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        Server {
+            url: format!("http://{addr}"),
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task ends cleanly");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An HTTP client that keeps cookies and does not follow redirects (tests look at them).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
