@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -12,6 +13,8 @@ use crate::app::App;
 use crate::config::Config;
 use crate::domain::Email;
 use crate::events::store;
+use crate::guardian::{Guardian, Outcome};
+use crate::mail::outbox;
 use crate::projections;
 use crate::roles::{self, Change, Role};
 
@@ -29,6 +32,12 @@ pub enum Command {
         /// Run the web part only (for replicas beside the one that guards).
         #[arg(long)]
         no_guardian: bool,
+    },
+    /// One guardian cycle (observe, decide, record, act, send the emails it caused).
+    Guardian {
+        /// Run one cycle and exit (the only mode: `serve` runs the guardian on its schedule).
+        #[arg(long, required = true)]
+        once: bool,
     },
     /// Apply all migrations; safe to run again.
     Migrate,
@@ -101,11 +110,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Err(e) => anyhow::bail!(".env: {e}"),
     }
     let config = Config::from_env()?;
-    crate::telemetry::init_logs(config.log_format);
+    // One-shot commands speak through their output; their logs stay quiet unless asked.
+    let quiet = !matches!(cli.command, Command::Serve { .. });
+    crate::telemetry::init_logs(config.log_format, quiet);
     rustls::crypto::ring::default_provider().install_default().ok();
     let app = App::start(config).await?;
     match cli.command {
         Command::Serve { no_guardian } => serve(app, !no_guardian).await,
+        Command::Guardian { once: _ } => guardian_once(app).await,
         Command::Migrate => {
             println!("migrations applied; the schema is current");
             Ok(ExitCode::SUCCESS)
@@ -123,11 +135,42 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn serve(app: App, guardian: bool) -> anyhow::Result<ExitCode> {
     let acceptor = crate::web::bind(&app).await?;
-    let jobs = crate::app::jobs::start(&app, guardian).await?;
+    let guardian = guardian.then(|| Arc::new(Guardian::new(app.clone())));
+    let jobs = crate::app::jobs::start(&app, guardian.clone()).await?;
     crate::web::serve(app, acceptor, shutdown_signal()).await?;
     jobs.stop().await;
+    if let Some(g) = guardian {
+        g.release().await;
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn guardian_once(app: App) -> anyhow::Result<ExitCode> {
+    let guardian = Guardian::new(app.clone());
+    let outcome = guardian.cycle().await?;
+    let code = match &outcome {
+        Outcome::Standby => {
+            println!("another guardian holds the lock; this one did nothing");
+            ExitCode::SUCCESS
+        }
+        // A fresh guardian has no outage to back off from.
+        Outcome::BackingOff => ExitCode::SUCCESS,
+        Outcome::BrokerDown(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+        Outcome::Guarded(r) => {
+            let sent = outbox::dispatch_due(&app).await?;
+            println!(
+                "guarded {} queues: {} events recorded, {} queues deleted, {} deletions failed; {} emails sent, {} failed",
+                r.queues, r.events, r.deleted, r.delete_failed, sent.sent, sent.failed
+            );
+            ExitCode::SUCCESS
+        }
+    };
+    guardian.release().await;
+    Ok(code)
 }
 
 /// Completes on SIGINT or SIGTERM.

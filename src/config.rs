@@ -137,13 +137,13 @@ impl Config {
         let public_url = parse_http_url("PUBLIC_URL", get("PUBLIC_URL").as_deref(), "http://127.0.0.1:8000")?;
 
         let secret_key = get("SECRET_KEY").map(Secret::new);
-        if let Some(key) = &secret_key {
-            if key.expose().len() < 32 {
-                return Err(bad(
-                    "SECRET_KEY",
-                    "must be at least 32 characters (for example `openssl rand -hex 32`)",
-                ));
-            }
+        if let Some(key) = &secret_key
+            && key.expose().len() < 32
+        {
+            return Err(bad(
+                "SECRET_KEY",
+                "must be at least 32 characters (for example `openssl rand -hex 32`)",
+            ));
         }
 
         let mut rabbit_management_url = parse_http_url(
@@ -176,6 +176,12 @@ impl Config {
             .collect();
         if rabbit_vhosts.is_empty() {
             return Err(bad("RABBIT_VHOSTS", "must name at least one vhost"));
+        }
+        if rabbit_vhosts.iter().any(|v| v == "." || v == "..") {
+            return Err(bad(
+                "RABBIT_VHOSTS",
+                "a vhost named . or .. cannot be reached through the management API",
+            ));
         }
 
         let warn_queue_size = parse_count("WARN_QUEUE_SIZE", get("WARN_QUEUE_SIZE"))?.unwrap_or(2000);

@@ -4,12 +4,16 @@
 //! integration tests can build the same app.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod guardian;
+pub mod mail;
 pub mod projections;
+pub mod rabbit;
 pub mod roles;
 pub mod telemetry;
 pub mod web;

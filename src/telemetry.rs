@@ -8,9 +8,14 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 use crate::config::LogFormat;
 
 /// Installs the log subscriber once; later calls (tests build many apps) do nothing.
-pub fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,tokio_cron_scheduler=warn"));
+/// `quiet` (the one-shot commands) logs errors only, unless `RUST_LOG` says otherwise.
+pub fn init_logs(format: LogFormat, quiet: bool) {
+    let default = if quiet {
+        "error"
+    } else {
+        "info,sqlx=warn,sea_orm=warn,tokio_cron_scheduler=warn"
+    };
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry

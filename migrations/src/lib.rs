@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m0001_event_log;
 mod m0002_read_models;
+mod m0003_guardian;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_event_log::Migration),
             Box::new(m0002_read_models::Migration),
+            Box::new(m0003_guardian::Migration),
         ]
     }
 }

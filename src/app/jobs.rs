@@ -1,5 +1,5 @@
-//! The scheduled jobs of `serve` (tokio-cron-scheduler): projector catch-up now, the
-//! guardian cycle, the outbox and pruning as they arrive. A run that is still going
+//! The scheduled jobs of `serve` (tokio-cron-scheduler): the guardian cycle, projector
+//! catch-up, the email outbox and pruning. A run that is still going
 //! when its next tick comes is not doubled: that tick is skipped.
 
 use std::future::Future;
@@ -9,6 +9,8 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::app::App;
+use crate::guardian::{Guardian, Outcome, observations};
+use crate::mail::outbox;
 use crate::projections;
 
 /// The running scheduler.
@@ -24,8 +26,14 @@ impl Jobs {
 
 /// How often the projector looks for events appended by other replicas.
 pub const PROJECTOR_SCHEDULE: &str = "*/2 * * * * *";
+/// How often the outbox is dispatched (by the process that guards).
+pub const OUTBOX_SCHEDULE: &str = "*/5 * * * * *";
+/// Pruning of old samples and expired sign-in tokens.
+pub const PRUNE_SCHEDULE: &str = "0 * * * * *";
+/// Samples are kept this long (the queue page's chart shows 24 hours).
+pub const SAMPLE_RETENTION_SECS: i64 = 25 * 3600;
 
-pub async fn start(app: &App, guardian: bool) -> anyhow::Result<Jobs> {
+pub async fn start(app: &App, guardian: Option<Arc<Guardian>>) -> anyhow::Result<Jobs> {
     let sched = JobScheduler::new().await?;
     let a = app.clone();
     sched
@@ -40,8 +48,54 @@ pub async fn start(app: &App, guardian: bool) -> anyhow::Result<Jobs> {
             }
         })?)
         .await?;
-    if !guardian {
-        tracing::info!("guardian off (--no-guardian): this process serves the web only");
+    let a = app.clone();
+    sched
+        .add(every(PRUNE_SCHEDULE, "prune", move || {
+            let a = a.clone();
+            async move {
+                let before = chrono::Utc::now().timestamp() - SAMPLE_RETENTION_SECS;
+                if let Err(e) = observations::prune(&a.db, before).await {
+                    tracing::warn!(error = %e, "pruning samples failed; will try again");
+                }
+                if let Err(e) = crate::auth::prune_expired(&a).await {
+                    tracing::warn!(error = %e, "pruning sign-in tokens failed; will try again");
+                }
+            }
+        })?)
+        .await?;
+    match guardian {
+        Some(g) => {
+            let schedule = app.config.guardian_schedule.clone();
+            let gc = g.clone();
+            sched
+                .add(every(&schedule, "guardian", move || {
+                    let g = gc.clone();
+                    async move {
+                        match g.cycle().await {
+                            Ok(Outcome::Guarded(r)) if r.events > 0 => tracing::info!(?r, "guardian cycle"),
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "guardian cycle failed; the next one retries"),
+                        }
+                    }
+                })?)
+                .await?;
+            let a = app.clone();
+            sched
+                .add(every(OUTBOX_SCHEDULE, "outbox", move || {
+                    let a = a.clone();
+                    let g = g.clone();
+                    async move {
+                        if !g.is_active() {
+                            return;
+                        }
+                        if let Err(e) = outbox::dispatch_due(&a).await {
+                            tracing::warn!(error = %e, "outbox dispatch failed; will try again");
+                        }
+                    }
+                })?)
+                .await?;
+        }
+        None => tracing::info!("guardian off (--no-guardian): this process serves the web only"),
     }
     sched.start().await?;
     Ok(Jobs(sched))

@@ -10,13 +10,17 @@ use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
 use crate::events::{self, AppendError, Appended, NewEvent};
+use crate::mail::Mailer;
 use crate::projections::{self, ProjectionError};
+use crate::rabbit::{Broker, ManagementClient};
 
 #[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub metrics: PrometheusHandle,
+    pub broker: Arc<dyn Broker>,
+    pub mailer: Mailer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,8 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         Ok(App {
+            broker: Arc::new(ManagementClient::from_config(&config)),
+            mailer: Mailer::from_config(&config),
             config: Arc::new(config),
             db,
             metrics: crate::telemetry::metrics(),

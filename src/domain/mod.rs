@@ -1,5 +1,6 @@
 //! Pure types and rules: names, owners, streams. No I/O here.
 
 mod names;
+pub mod policy;
 
-pub use names::{AccountName, Email, QueueRef};
+pub use names::{AccountName, Email, QueueRef, encode_segment};

@@ -114,13 +114,10 @@ impl QueueRef {
     }
 }
 
-/// Percent-encodes one path segment (`/` becomes `%2F`).
+/// Percent-encodes one path segment: everything but letters, digits, `-` and `_`, so
+/// `/` becomes `%2F` and a name such as `..` can never be read as a relative path.
 pub fn encode_segment(s: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 

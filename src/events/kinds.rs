@@ -60,6 +60,7 @@ events! {
     QueuePolicySet = 1,
     QueueWarned = 1,
     QueueRecovered = 1,
+    QueueDeletionDecided = 1,
     QueueDeleted = 1,
     QueueDeleteFailed = 1,
     ArchiveStarted = 1,
@@ -250,6 +251,8 @@ pub struct QueueWarned {
     pub warn_size: u64,
     pub del_size: u64,
     pub unbounded: bool,
+    /// Whether the owners are emailed (false within the cool-down of a flapping queue).
+    pub notified: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -259,6 +262,18 @@ pub struct QueueRecovered {
     pub owner: Option<String>,
     pub depth: Depth,
     pub warn_size: u64,
+    pub notified: bool,
+}
+
+/// The guardian decided to delete a queue; `QueueDeleted` or `QueueDeleteFailed` follows
+/// once it has tried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueDeletionDecided {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub depth: Depth,
+    pub del_size: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +292,8 @@ pub struct QueueDeleteFailed {
     pub vhost: String,
     pub name: String,
     pub error: String,
+    /// The queue no longer existed: the deletion is no longer pending.
+    pub gone: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -355,7 +372,7 @@ mod tests {
         let e = Event::AdminGranted(AdminGranted { email: "a@b.c".into() });
         assert_eq!(e.kind(), "AdminGranted");
         assert_eq!(e.payload(), json!({"email": "a@b.c"}));
-        assert_eq!(Event::KINDS.len(), 27);
+        assert_eq!(Event::KINDS.len(), 28);
     }
 
     #[test]
@@ -372,6 +389,7 @@ mod tests {
             warn_size: 2000,
             del_size: 8000,
             unbounded: false,
+            notified: true,
         });
         assert_eq!(Event::decode(e.kind(), e.schema(), e.payload()).unwrap(), e);
     }

@@ -304,13 +304,15 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             queue_action(txn, &e.vhost, &e.name, "warned", at, Some(e.depth.messages)).await?;
             exec(
                 txn,
-                "UPDATE queues SET warned = ?, warned_at = ?, last_warning_at = ?, deleted = ? \
-                 WHERE vhost = ? AND name = ?",
+                "UPDATE queues SET warned = ?, notified = ?, warned_at = ?, deleted = ?, \
+                 last_warning_at = CASE WHEN ? THEN ? ELSE last_warning_at END WHERE vhost = ? AND name = ?",
                 [
                     true.into(),
-                    at.into(),
+                    e.notified.into(),
                     at.into(),
                     false.into(),
+                    e.notified.into(),
+                    at.into(),
                     e.vhost.into(),
                     e.name.into(),
                 ],
@@ -321,8 +323,19 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             queue_action(txn, &e.vhost, &e.name, "recovered", at, Some(e.depth.messages)).await?;
             exec(
                 txn,
-                "UPDATE queues SET warned = ?, warned_at = NULL WHERE vhost = ? AND name = ?",
-                [false.into(), e.vhost.into(), e.name.into()],
+                "UPDATE queues SET warned = ?, notified = ?, dry_run_flagged = ?, warned_at = NULL \
+                 WHERE vhost = ? AND name = ?",
+                [false.into(), false.into(), false.into(), e.vhost.into(), e.name.into()],
+            )
+            .await?;
+        }
+        Event::QueueDeletionDecided(e) => {
+            ensure_queue(txn, &e.vhost, &e.name, e.owner.as_deref()).await?;
+            queue_action(txn, &e.vhost, &e.name, "deletion decided", at, Some(e.depth.messages)).await?;
+            exec(
+                txn,
+                "UPDATE queues SET delete_pending = ?, delete_failed = ? WHERE vhost = ? AND name = ?",
+                [true.into(), false.into(), e.vhost.into(), e.name.into()],
             )
             .await?;
         }
@@ -333,12 +346,32 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
                 "deleted by the guardian"
             };
             queue_action(txn, &e.vhost, &e.name, action, at, Some(e.depth.messages)).await?;
-            if !e.dry_run {
+            if e.dry_run {
+                exec(
+                    txn,
+                    "UPDATE queues SET dry_run_flagged = ? WHERE vhost = ? AND name = ?",
+                    [true.into(), e.vhost.into(), e.name.into()],
+                )
+                .await?;
+            } else {
                 mark_deleted(txn, &e.vhost, &e.name).await?;
             }
         }
         Event::QueueDeleteFailed(e) => {
-            queue_action(txn, &e.vhost, &e.name, "delete failed", at, None).await?;
+            let action = if e.gone {
+                "deletion moot: queue already gone"
+            } else {
+                "delete failed"
+            };
+            queue_action(txn, &e.vhost, &e.name, action, at, None).await?;
+            // Gone: nothing left to delete. Failed: still pending, retried each cycle.
+            let (pending, failed) = if e.gone { (false, false) } else { (true, true) };
+            exec(
+                txn,
+                "UPDATE queues SET delete_pending = ?, delete_failed = ? WHERE vhost = ? AND name = ?",
+                [pending.into(), failed.into(), e.vhost.into(), e.name.into()],
+            )
+            .await?;
         }
         Event::ArchiveStarted(e) => {
             queue_action(txn, &e.vhost, &e.name, "archiving", at, Some(e.depth.messages)).await?;
@@ -411,8 +444,18 @@ async fn set_role(txn: &DatabaseTransaction, column: &str, email: &str, on: bool
 async fn mark_deleted(txn: &DatabaseTransaction, vhost: &str, name: &str) -> Result<(), DbErr> {
     exec(
         txn,
-        "UPDATE queues SET deleted = ?, warned = ?, warned_at = NULL WHERE vhost = ? AND name = ?",
-        [true.into(), false.into(), vhost.into(), name.into()],
+        "UPDATE queues SET deleted = ?, warned = ?, notified = ?, delete_pending = ?, delete_failed = ?, \
+         dry_run_flagged = ?, warned_at = NULL WHERE vhost = ? AND name = ?",
+        [
+            true.into(),
+            false.into(),
+            false.into(),
+            false.into(),
+            false.into(),
+            false.into(),
+            vhost.into(),
+            name.into(),
+        ],
     )
     .await
 }

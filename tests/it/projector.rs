@@ -174,6 +174,7 @@ async fn record_history(t: &TestApp) {
                 warn_size: 100,
                 del_size: 8000,
                 unbounded: true,
+                notified: true,
             }),
         ),
         ev(

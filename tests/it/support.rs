@@ -103,6 +103,7 @@ pub fn config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
 pub struct TestApp {
     pub app: App,
     pub db: TestDb,
+    env: Vec<(String, String)>,
 }
 
 impl TestApp {
@@ -114,12 +115,15 @@ impl TestApp {
         rustls::crypto::ring::default_provider().install_default().ok();
         let db = TestDb::new(backend).await;
         let app = App::start(config(&db, extra)).await.expect("app starts");
-        TestApp { app, db }
+        let env = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TestApp { app, db, env }
     }
 
-    /// Another app (another replica, or the same one after a restart) on this database.
+    /// Another app with the same configuration (another replica, or the same one after a
+    /// restart) on this database.
     pub async fn restart(&self) -> App {
-        App::start(config(&self.db, &[])).await.expect("app starts again")
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        App::start(config(&self.db, &env)).await.expect("app starts again")
     }
 }
 
@@ -218,4 +222,39 @@ pub fn http() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client")
+}
+
+/// A TCP relay in front of a real service. Stopping it cuts every connection and refuses
+/// new ones: an outage the real service cannot be asked to produce for one test alone.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Relay {
+    /// Relays `addr` (a free port when `None`) to `target`.
+    pub async fn start(target: &'static str, addr: Option<std::net::SocketAddr>) -> Relay {
+        let listener = tokio::net::TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
+            .await
+            .expect("bind the relay");
+        let addr = listener.local_addr().unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Relay { addr, tasks }
+    }
+
+    /// Stops relaying; returns the address to start again on.
+    pub async fn stop(mut self) -> std::net::SocketAddr {
+        self.tasks.shutdown().await;
+        self.addr
+    }
 }

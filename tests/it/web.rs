@@ -1,11 +1,6 @@
 //! The serving skeleton over real HTTP: health, metrics, assets, headers, errors.
 
-use std::net::SocketAddr;
-
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
-
-use crate::support::{Backend, Server, TestApp, http};
+use crate::support::{Backend, Relay, Server, TestApp, http};
 
 #[tokio::test]
 async fn health_metrics_assets_and_headers() {
@@ -66,43 +61,10 @@ async fn health_metrics_assets_and_headers() {
     server.stop().await;
 }
 
-/// A TCP relay in front of MariaDB. Stopping it cuts every connection and refuses new
-/// ones: a database outage MariaDB itself cannot be asked to produce for one test.
-struct Relay {
-    addr: SocketAddr,
-    tasks: JoinSet<()>,
-}
-
-impl Relay {
-    async fn start(addr: Option<SocketAddr>) -> Relay {
-        let listener = TcpListener::bind(addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut tasks = JoinSet::new();
-        tasks.spawn(async move {
-            let mut conns = JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                conns.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect("127.0.0.1:3306").await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Relay { addr, tasks }
-    }
-
-    async fn stop(mut self) -> SocketAddr {
-        self.tasks.shutdown().await;
-        self.addr
-    }
-}
-
 #[tokio::test]
 async fn healthz_is_503_while_the_database_is_down_and_200_after() {
     let t = TestApp::new(Backend::MySql).await;
-    let relay = Relay::start(None).await;
+    let relay = Relay::start("127.0.0.1:3306", None).await;
     let name = t.db.url.rsplit('/').next().unwrap().to_owned();
     let url = format!("mysql://root@{}/{name}", relay.addr);
     let app = pulseguardian::App::start(crate::support::config(&t.db, &[("DATABASE_URL", &url)]))
@@ -123,7 +85,7 @@ async fn healthz_is_503_while_the_database_is_down_and_200_after() {
     let addr = relay.stop().await;
     assert_eq!(health().await, 503);
 
-    let _relay = Relay::start(Some(addr)).await;
+    let _relay = Relay::start("127.0.0.1:3306", Some(addr)).await;
     crate::support::wait_for(
         "the database to answer again",
         std::time::Duration::from_secs(30),

@@ -1,0 +1,40 @@
+# PulseGuardian: the commands a developer uses. `just --list` shows them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Start PulseGuardian on the embedded SQLite default (a local RabbitMQ is started unless RABBIT_MANAGEMENT_URL points elsewhere).
+run *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ -z "${RABBIT_MANAGEMENT_URL:-}" ]; then scripts/services rabbitmq; fi
+    cargo build --bin pulseguardian
+    exec target/debug/pulseguardian serve {{ARGS}}
+
+# Every test: unit, integration (MariaDB, SQLite, RabbitMQ, SMTP, OIDC) and browser e2e. Starts the services first.
+test:
+    scripts/services
+    scripts/check-assets
+    cargo test --workspace --all-targets --no-fail-fast
+    cargo build --bin pulseguardian
+    e2e/run
+
+# Only the browser tests (the services must be up: `just services`).
+e2e:
+    cargo build --bin pulseguardian
+    e2e/run
+
+# Make sure the test services run (idempotent; installs what is missing).
+services *NAMES:
+    scripts/services {{NAMES}}
+
+# Benchmarks (release build). FILTER picks some: append, replay, guardian, web.
+bench FILTER="":
+    scripts/services mariadb rabbitmq
+    cargo bench --bench event_log -- {{FILTER}}
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,93 @@
+//! Talking to RabbitMQ: the [`Broker`] trait the guardian and the account pages use, and
+//! its implementation over the management HTTP API.
+
+pub mod management;
+
+use serde::{Deserialize, Serialize};
+
+pub use management::ManagementClient;
+
+/// The depth of one queue as the broker reports it. `messages` is `None` when the broker
+/// does not know it yet (a queue a few seconds old in the statistics listing): unknown,
+/// never zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueDepth {
+    pub vhost: String,
+    pub name: String,
+    pub messages: Option<u64>,
+    pub ready: Option<u64>,
+    pub unacked: Option<u64>,
+}
+
+/// One consumer of a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumer {
+    pub queue: String,
+    pub consumer_tag: String,
+    pub connection: Option<String>,
+}
+
+/// One binding of a queue to an exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    pub source: String,
+    pub routing_key: String,
+}
+
+/// Permissions of a user on a vhost (regular expressions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// No answer: connection refused or torn, DNS, timeout.
+    #[error("RabbitMQ management API unreachable: {0}")]
+    Unreachable(String),
+    /// An answer that is not a success (401, 404, 500, ...).
+    #[error("RabbitMQ management API answered {status} to {what}: {body}")]
+    Status { status: u16, what: String, body: String },
+    /// A name no HTTP request can carry (`.` or `..` as a whole path segment).
+    #[error("{0}")]
+    Unaddressable(String),
+    /// A success whose body is not what the API documents.
+    #[error("RabbitMQ management API sent an unreadable answer to {what}: {error}")]
+    Decode { what: String, error: String },
+}
+
+impl BrokerError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            BrokerError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What a delete found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    NotFound,
+}
+
+/// Everything PulseGuardian asks of the broker.
+#[async_trait::async_trait]
+pub trait Broker: Send + Sync {
+    /// The depth of every queue of a vhost, complete and fresh, in one answer.
+    async fn queue_depths(&self, vhost: &str) -> Result<Vec<QueueDepth>, BrokerError>;
+    async fn consumers(&self, vhost: &str) -> Result<Vec<Consumer>, BrokerError>;
+    async fn queue_bindings(&self, vhost: &str, queue: &str) -> Result<Vec<Binding>, BrokerError>;
+    async fn delete_queue(&self, vhost: &str, queue: &str) -> Result<Deleted, BrokerError>;
+    async fn user_exists(&self, name: &str) -> Result<bool, BrokerError>;
+    /// The user's tags, or `None` when there is no such user.
+    async fn user_tags(&self, name: &str) -> Result<Option<String>, BrokerError>;
+    /// Creates the user, or changes its password in place (keeping the tags given).
+    async fn put_user(&self, name: &str, password: &str, tags: &str) -> Result<(), BrokerError>;
+    async fn delete_user(&self, name: &str) -> Result<Deleted, BrokerError>;
+    async fn set_permissions(&self, vhost: &str, user: &str, p: &Permissions) -> Result<(), BrokerError>;
+    async fn permissions(&self, vhost: &str, user: &str) -> Result<Option<Permissions>, BrokerError>;
+}
