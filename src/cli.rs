@@ -53,6 +53,23 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// RabbitMQ accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create a RabbitMQ account owned by these people. The password comes from
+    /// PULSEGUARDIAN_ACCOUNT_PASSWORD or, if unset, from standard input.
+    Create {
+        name: String,
+        /// An owner's email; repeat for several.
+        #[arg(long = "owner", required = true)]
+        owners: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,11 +147,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             command: AuditCommand::Export { after, format },
         } => export(&app, after, format).await,
         Command::Admin { command } => admin(&app, command).await,
+        Command::Accounts {
+            command: AccountsCommand::Create { name, owners },
+        } => create_account(&app, &name, &owners).await,
     }
 }
 
 async fn serve(app: App, guardian: bool) -> anyhow::Result<ExitCode> {
     let acceptor = crate::web::bind(&app).await?;
+    let url = app.config.public_url.as_str().trim_end_matches('/').to_owned();
+    println!("PulseGuardian is running: open {url}");
+    if app.mailer.is_dev() {
+        println!(
+            "SMTP_URL is not set: emails, sign-in links included, go to {url}/dev/mailbox (this machine only) and to the log."
+        );
+    }
     let guardian = guardian.then(|| Arc::new(Guardian::new(app.clone())));
     let jobs = crate::app::jobs::start(&app, guardian.clone()).await?;
     crate::web::serve(app, acceptor, shutdown_signal()).await?;
@@ -328,5 +355,19 @@ async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<ExitCode> {
         (Change::AlreadySo, true) => println!("{email} was already {role_name}; nothing changed"),
         (Change::AlreadySo, false) => println!("{email} was not {role_name}; nothing changed"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn create_account(app: &App, name: &str, owners: &[String]) -> anyhow::Result<ExitCode> {
+    let password = match std::env::var("PULSEGUARDIAN_ACCOUNT_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let name = crate::accounts::create(app, "cli", name, &password, None, &owners.join(",")).await?;
+    println!("account {name} created, owned by {}", owners.join(", "));
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line; everything else lives here so the
 //! integration tests can build the same app.
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod events;
 pub mod guardian;
 pub mod mail;
 pub mod projections;
+pub mod queues;
 pub mod rabbit;
 pub mod roles;
 pub mod telemetry;

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_event_log;
 mod m0002_read_models;
 mod m0003_guardian;
+mod m0004_account_status;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_event_log::Migration),
             Box::new(m0002_read_models::Migration),
             Box::new(m0003_guardian::Migration),
+            Box::new(m0004_account_status::Migration),
         ]
     }
 }

@@ -28,6 +28,8 @@ impl Jobs {
 pub const PROJECTOR_SCHEDULE: &str = "*/2 * * * * *";
 /// How often the outbox is dispatched (by the process that guards).
 pub const OUTBOX_SCHEDULE: &str = "*/5 * * * * *";
+/// Finishing account changes a crash interrupted.
+pub const RECONCILE_SCHEDULE: &str = "30 * * * * *";
 /// Pruning of old samples and expired sign-in tokens.
 pub const PRUNE_SCHEDULE: &str = "0 * * * * *";
 /// Samples are kept this long (the queue page's chart shows 24 hours).
@@ -75,6 +77,22 @@ pub async fn start(app: &App, guardian: Option<Arc<Guardian>>) -> anyhow::Result
                             Ok(Outcome::Guarded(r)) if r.events > 0 => tracing::info!(?r, "guardian cycle"),
                             Ok(_) => {}
                             Err(e) => tracing::error!(error = %e, "guardian cycle failed; the next one retries"),
+                        }
+                    }
+                })?)
+                .await?;
+            let a = app.clone();
+            let gr = g.clone();
+            sched
+                .add(every(RECONCILE_SCHEDULE, "reconcile", move || {
+                    let a = a.clone();
+                    let g = gr.clone();
+                    async move {
+                        if !g.is_active() {
+                            return;
+                        }
+                        if let Err(e) = crate::accounts::reconcile(&a, chrono::Duration::seconds(60)).await {
+                            tracing::warn!(error = %e, "account reconciliation failed; will try again");
                         }
                     }
                 })?)

@@ -21,6 +21,9 @@ pub struct App {
     pub metrics: PrometheusHandle,
     pub broker: Arc<dyn Broker>,
     pub mailer: Mailer,
+    pub auth: Arc<crate::auth::AuthState>,
+    /// Signs and encrypts session cookies (SECRET_KEY, or the one kept in the database).
+    pub session_key: Arc<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +43,12 @@ impl App {
         crate::db::migrate(&db)
             .await
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let session_key = crate::db::secret_key(&db, config.secret_key.as_ref().map(|k| k.expose())).await?;
         Ok(App {
             broker: Arc::new(ManagementClient::from_config(&config)),
             mailer: Mailer::from_config(&config),
+            auth: Arc::default(),
+            session_key: Arc::new(session_key),
             config: Arc::new(config),
             db,
             metrics: crate::telemetry::metrics(),
@@ -66,5 +72,14 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+/// Test-only fault injection: `PULSEGUARDIAN_FAULT=<point>` kills the process at that
+/// point, as `kill -9` would, so the crash tests hit an exact step.
+pub fn fault_point(point: &str) {
+    if std::env::var("PULSEGUARDIAN_FAULT").is_ok_and(|p| p == point) {
+        tracing::error!(point, "PULSEGUARDIAN_FAULT: aborting here");
+        std::process::abort();
     }
 }

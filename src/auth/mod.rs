@@ -1,10 +1,109 @@
-//! Sign-in (OpenID Connect and email links), sessions, CSRF, and the one place that
-//! decides who may do what.
+//! Sign-in (OpenID Connect and email links), API tokens, and the one place that decides
+//! who may do what ([`policy`]). Sessions and CSRF live with the web layer
+//! (`web::session`), which calls in here.
 
+pub mod email_link;
+pub mod oidc;
+pub mod policy;
+pub mod tokens;
+
+use base64::Engine;
 use sea_orm::ConnectionTrait;
+use sha2::{Digest, Sha256};
 
 use crate::app::App;
 use crate::db::{self, stmt};
+use crate::domain::Email;
+use crate::events::kinds::{EmailVerified, SignInMethod, UserSignedIn};
+use crate::events::{Event, NewEvent};
+use crate::roles::{self, Role, RoleError};
+
+pub use policy::{Action, Forbidden, Principal};
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// State the sign-in paths keep in memory: the discovered OIDC provider and the rate
+/// limits on sign-in emails.
+pub struct AuthState {
+    pub oidc: tokio::sync::OnceCell<oidc::Provider>,
+    /// Sign-in emails per address: 3 at once, then one every 5 minutes.
+    pub per_address: DefaultKeyedRateLimiter<String>,
+    /// Sign-in emails per client address: 10 at once, then one a minute.
+    pub per_client: DefaultKeyedRateLimiter<String>,
+}
+
+impl Default for AuthState {
+    fn default() -> Self {
+        let quota = |every: u64, burst: u32| {
+            Quota::with_period(Duration::from_secs(every))
+                .unwrap_or_else(|| Quota::per_minute(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
+        };
+        AuthState {
+            oidc: tokio::sync::OnceCell::new(),
+            per_address: RateLimiter::keyed(quota(300, 3)),
+            per_client: RateLimiter::keyed(quota(60, 10)),
+        }
+    }
+}
+
+/// A fresh random secret (32 bytes), URL-safe.
+pub fn random_token() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+}
+
+/// How secrets are kept: SHA-256, hex. Tokens are random and long, so no salt or
+/// stretching is needed.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Records a sign-in: `UserSignedIn`, `EmailVerified` the first time the address is
+/// proven, and the roles `ADMIN_EMAILS` / `AUDITOR_EMAILS` give.
+pub async fn sign_in(app: &App, email: &Email, method: SignInMethod, verified: bool) -> Result<(), RoleError> {
+    let stream = format!("user/{email}");
+    let actor = format!("user:{email}");
+    let mut batch = vec![NewEvent::new(
+        stream.clone(),
+        Event::UserSignedIn(UserSignedIn {
+            email: email.to_string(),
+            method,
+        }),
+        actor.clone(),
+    )];
+    let already = db::query_i64(
+        &app.db,
+        "SELECT COUNT(*) FROM users WHERE email = ? AND email_verified = ?",
+        [email.as_str().into(), true.into()],
+    )
+    .await?
+        > 0;
+    if verified && !already {
+        batch.push(NewEvent::new(
+            stream,
+            Event::EmailVerified(EmailVerified {
+                email: email.to_string(),
+                method,
+            }),
+            actor,
+        ));
+    }
+    app.record(batch).await?;
+    // Roles from the configuration apply once the address is proven.
+    if verified || already {
+        let c = &app.config;
+        if c.admin_emails.iter().any(|a| a == email.as_str()) {
+            roles::grant(app, email, Role::Admin, "cli").await?;
+        }
+        if c.auditor_emails.iter().any(|a| a == email.as_str()) {
+            roles::grant(app, email, Role::Auditor, "cli").await?;
+        }
+    }
+    Ok(())
+}
 
 /// Removes sign-in tokens that expired (used or not).
 pub async fn prune_expired(app: &App) -> Result<u64, sea_orm::DbErr> {
@@ -17,4 +116,44 @@ pub async fn prune_expired(app: &App) -> Result<u64, sea_orm::DbErr> {
         ))
         .await?
         .rows_affected())
+}
+
+/// A path to go back to after signing in: only a path of this site, never another host.
+pub fn safe_next(next: Option<&str>) -> Option<String> {
+    let next = next?.trim();
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.contains(['\r', '\n', '\\'])
+        && next.len() <= 500;
+    ok.then(|| next.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/queues?x=1")).as_deref(), Some("/queues?x=1"));
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "queues",
+            "/a\r\nLocation: x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = random_token();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token());
+        assert_eq!(hash_token(&a).len(), 64);
+        assert_ne!(hash_token(&a), a);
+    }
 }

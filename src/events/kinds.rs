@@ -52,9 +52,12 @@ events! {
     AuditorRevoked = 1,
     ApiTokenCreated = 1,
     ApiTokenRevoked = 1,
+    AccountCreationStarted = 1,
+    AccountCreationFailed = 1,
     AccountCreated = 2,
     AccountPasswordChanged = 1,
     AccountOwnersChanged = 1,
+    AccountDeletionStarted = 1,
     AccountDeleted = 1,
     QueueDeletedByUser = 1,
     QueuePolicySet = 1,
@@ -193,6 +196,21 @@ pub struct ApiTokenRevoked {
     pub email: String,
 }
 
+/// A person asked for a RabbitMQ account: recorded before the RabbitMQ user is created,
+/// so a crash in between is finished (the user exists) or undone (it does not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountCreationStarted {
+    pub name: String,
+    pub owners: Vec<String>,
+    pub vhosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountCreationFailed {
+    pub name: String,
+    pub error: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountCreated {
     pub name: String,
@@ -211,6 +229,12 @@ pub struct AccountOwnersChanged {
     pub owners: Vec<String>,
     pub added: Vec<String>,
     pub removed: Vec<String>,
+}
+
+/// Recorded before the RabbitMQ user is deleted; `AccountDeleted` follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountDeletionStarted {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -372,7 +396,7 @@ mod tests {
         let e = Event::AdminGranted(AdminGranted { email: "a@b.c".into() });
         assert_eq!(e.kind(), "AdminGranted");
         assert_eq!(e.payload(), json!({"email": "a@b.c"}));
-        assert_eq!(Event::KINDS.len(), 28);
+        assert_eq!(Event::KINDS.len(), 31);
     }
 
     #[test]

@@ -420,7 +420,7 @@ impl Guardian {
         if !batch.is_empty() {
             self.app.record(batch).await?;
         }
-        fault_point("after-decisions");
+        crate::app::fault_point("after-decisions");
 
         // Act: delete, then record what happened.
         let mut outcomes = Vec::new();
@@ -495,15 +495,6 @@ struct Deletion {
     depth: Depth,
     del_size: u64,
     owner: Option<String>,
-}
-
-/// Test-only fault injection: `PULSEGUARDIAN_FAULT=<point>` kills the process at that
-/// point, as `kill -9` would, so the crash tests hit an exact step.
-fn fault_point(point: &str) {
-    if std::env::var("PULSEGUARDIAN_FAULT").is_ok_and(|p| p == point) {
-        tracing::error!(point, "PULSEGUARDIAN_FAULT: aborting here");
-        std::process::abort();
-    }
 }
 
 /// Who a queue belongs to, by its name and the accounts known here.

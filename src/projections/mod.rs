@@ -248,9 +248,9 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             )
             .await?;
         }
-        Event::AccountCreated(e) => {
+        Event::AccountCreationStarted(e) => {
             let sql = format!(
-                "{} accounts (name, created_by, created_at) VALUES (?, ?, ?)",
+                "{} accounts (name, created_by, created_at, status) VALUES (?, ?, ?, 'creating')",
                 insert_ignore(txn.get_database_backend())
             );
             exec(
@@ -260,6 +260,42 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             )
             .await?;
             set_owners(txn, &e.name, &e.owners).await?;
+        }
+        Event::AccountCreationFailed(e) => {
+            exec(
+                txn,
+                "DELETE FROM account_owners WHERE account = ?",
+                [e.name.as_str().into()],
+            )
+            .await?;
+            exec(txn, "DELETE FROM accounts WHERE name = ?", [e.name.into()]).await?;
+        }
+        Event::AccountCreated(e) => {
+            let sql = format!(
+                "{} accounts (name, created_by, created_at, status) VALUES (?, ?, ?, 'active')",
+                insert_ignore(txn.get_database_backend())
+            );
+            exec(
+                txn,
+                &sql,
+                [e.name.as_str().into(), actor_name(&stored.actor).into(), at.into()],
+            )
+            .await?;
+            exec(
+                txn,
+                "UPDATE accounts SET status = 'active' WHERE name = ?",
+                [e.name.as_str().into()],
+            )
+            .await?;
+            set_owners(txn, &e.name, &e.owners).await?;
+        }
+        Event::AccountDeletionStarted(e) => {
+            exec(
+                txn,
+                "UPDATE accounts SET status = 'deleting' WHERE name = ?",
+                [e.name.into()],
+            )
+            .await?;
         }
         Event::AccountPasswordChanged(e) => {
             exec(

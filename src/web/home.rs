@@ -1,15 +1,20 @@
 //! The home page: what PulseGuardian is, for a visitor.
 
 use maud::{Markup, html};
+use poem::session::Session;
 use poem::{handler, web::Data};
 
 use crate::app::App;
-use crate::web::views::layout;
+use crate::web::session::MaybeSignedIn;
+use crate::web::views::layout::{self, Ctx};
 
 #[handler]
-pub async fn index(Data(app): Data<&App>) -> Markup {
+pub async fn index(Data(app): Data<&App>, session: &Session, MaybeSignedIn(who): MaybeSignedIn) -> Markup {
     let c = &app.config;
+    let signed_in = who.is_some();
+    let ctx = Ctx::new(session, who, app, "home");
     layout::page(
+        &ctx,
         "PulseGuardian",
         html! {
             section.hero {
@@ -18,6 +23,13 @@ pub async fn index(Data(app): Data<&App>) -> Markup {
                     "PulseGuardian watches every queue on the RabbitMQ broker. Sign in, create the RabbitMQ "
                     "accounts you need, and the guardian warns you by email before one of your queues "
                     "grows large enough to harm everyone else."
+                }
+                p {
+                    @if signed_in {
+                        a.btn.btn-primary href="/queues" { "Your queues" } " " a.btn href="/accounts" { "Your accounts" }
+                    } @else {
+                        a.btn.btn-primary href="/signin" { "Sign in" }
+                    }
                 }
             }
             section.card {

@@ -1,29 +1,60 @@
 //! The web server: every route in one table, the middleware every response passes
 //! through, and serving until a shutdown signal.
 
+mod accounts;
+mod admin;
+mod api;
 mod assets;
+mod auth_pages;
+pub mod error;
 mod health;
 mod home;
+mod me;
 mod middleware;
+pub mod session;
 pub mod views;
 
 use std::time::Duration;
 
 use poem::{
-    EndpointExt, Route, Server,
+    EndpointExt, Route, Server, get,
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    post,
 };
 
 use crate::app::App;
 
 /// Every route of the site.
 pub fn routes(app: App) -> impl poem::Endpoint {
-    Route::new()
-        .at("/", poem::get(home::index))
-        .at("/healthz", poem::get(health::healthz))
-        .at("/metrics", poem::get(health::metrics))
+    let secure = app.config.public_url.scheme() == "https";
+    let pages = Route::new()
+        .at("/", get(home::index))
+        .at("/healthz", get(health::healthz))
+        .at("/metrics", get(health::metrics))
         .nest("/assets", assets::endpoint())
-        .catch_error(views::not_found)
+        .at("/signin", get(auth_pages::sign_in_page))
+        .at("/auth/login", get(auth_pages::oidc_login))
+        .at("/auth/callback", get(auth_pages::oidc_callback))
+        .at("/auth/email", post(auth_pages::send_link))
+        .at("/auth/email/:token", get(auth_pages::follow_link))
+        .at("/auth/logout", post(auth_pages::logout))
+        .at("/dev/mailbox", get(auth_pages::dev_mailbox))
+        .at("/accounts", get(accounts::index).post(accounts::create))
+        .at("/accounts/:name/password", post(accounts::change_password))
+        .at("/accounts/:name/owners", post(accounts::change_owners))
+        .at("/accounts/:name/delete", post(accounts::delete))
+        .at("/me", get(me::index))
+        .at("/me/tokens", post(me::create_token))
+        .at("/me/tokens/:id/revoke", post(me::revoke_token))
+        .at("/admin/users", get(admin::users))
+        .at("/admin/users/roles", post(admin::change_role))
+        .at("/api/v1/queues", get(api::list_queues))
+        .at("/api/v1/queues/:vhost/:name", poem::delete(api::delete_queue))
+        .at("/api/v1/events", get(api::events))
+        .catch_error(views::not_found);
+    pages
+        .with(session::CsrfCheck)
+        .with(session::cookie_session(&app.session_key, secure))
         .with(middleware::SecurityHeaders)
         .with(middleware::RequestMetrics)
         .data(app)

@@ -1,33 +1,140 @@
-//! The base layout: head with the vendored assets, navigation, main content.
+//! The base layout: head with the vendored assets, navigation, the signed-in person,
+//! sign-out, and the main content. No inline script or style anywhere (the CSP forbids
+//! them); htmx sends the CSRF token from the body's `hx-headers`.
 
 use maud::{DOCTYPE, Markup, html};
+use poem::session::Session;
 
-/// A full page. htmx's inline indicator style is switched off (our CSP forbids inline
-/// style); `app.css` carries those rules instead.
-pub fn page(title: &str, content: Markup) -> Markup {
+use crate::app::App;
+use crate::auth::{Action, Principal};
+
+/// What every page needs to draw its frame.
+pub struct Ctx {
+    pub principal: Option<Principal>,
+    pub csrf: String,
+    pub dev_mailbox: bool,
+    /// The navigation entry to mark as current.
+    pub current: &'static str,
+}
+
+impl Ctx {
+    pub fn new(session: &Session, principal: Option<Principal>, app: &App, current: &'static str) -> Ctx {
+        Ctx {
+            principal,
+            csrf: crate::web::session::csrf_token(session),
+            dev_mailbox: app.mailer.is_dev(),
+            current,
+        }
+    }
+
+    pub fn may(&self, action: Action<'_>) -> bool {
+        self.principal.as_ref().is_some_and(|p| p.may(action))
+    }
+
+    /// A hidden CSRF field for a form.
+    pub fn csrf_field(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(self.csrf); }
+    }
+}
+
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true}"#;
+            link rel="icon" href="data:,";
+            title {
+                @if title == "PulseGuardian" { "PulseGuardian" } @else { (title) " · PulseGuardian" }
+            }
+            link rel="stylesheet" href="/assets/app.css";
+            script src="/assets/htmx.min.js" defer {}
+        }
+    }
+}
+
+/// A full page with navigation.
+pub fn page(ctx: &Ctx, title: &str, content: Markup) -> Markup {
+    let link = |href: &str, key: &'static str, label: &str| {
+        html! {
+            @if ctx.current == key {
+                a href=(href) aria-current="page" { (label) }
+            } @else {
+                a href=(href) { (label) }
+            }
+        }
+    };
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true}"#;
-                link rel="icon" href="data:,";
-                title {
-                    @if title == "PulseGuardian" { "PulseGuardian" } @else { (title) " · PulseGuardian" }
-                }
-                link rel="stylesheet" href="/assets/app.css";
-                script src="/assets/htmx.min.js" defer {}
-            }
-            body {
+            (head(title))
+            body hx-headers=(format!(r#"{{"X-CSRF-Token":"{}"}}"#, ctx.csrf)) {
                 a.skip-link href="#main" { "Skip to content" }
                 header.topbar {
                     nav aria-label="Main" {
                         a.brand href="/" { "PulseGuardian" }
+                        @if let Some(p) = &ctx.principal {
+                            div.nav-links {
+                                (link("/queues", "queues", "Queues"))
+                                (link("/accounts", "accounts", "Accounts"))
+                                @if p.may(Action::ViewAudit) { (link("/audit", "audit", "Audit")) }
+                                @if p.may(Action::ViewPeople) { (link("/admin/users", "people", "People")) }
+                                @if ctx.dev_mailbox { (link("/dev/mailbox", "mailbox", "Dev mailbox")) }
+                            }
+                            div.nav-user {
+                                a.user-email href="/me" title="Your profile and API tokens" { (p.email) }
+                                @if p.admin { " " span.badge.warn { "admin" } }
+                                @if p.auditor { " " span.badge.muted { "auditor" } }
+                                form.signout method="post" action="/auth/logout" {
+                                    (ctx.csrf_field())
+                                    button.btn type="submit" { "Sign out" }
+                                }
+                            }
+                        } @else {
+                            div.nav-links {
+                                @if ctx.dev_mailbox { (link("/dev/mailbox", "mailbox", "Dev mailbox")) }
+                            }
+                            div.nav-user { a.btn href="/signin" { "Sign in" } }
+                        }
                     }
                 }
+                main #main {
+                    div #session-banner aria-live="polite" {}
+                    (content)
+                }
+            }
+        }
+    }
+}
+
+/// A page without navigation (errors, where nothing about the visitor is known).
+pub fn bare(title: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(title))
+            body {
+                header.topbar { nav aria-label="Main" { a.brand href="/" { "PulseGuardian" } } }
                 main #main { (content) }
             }
+        }
+    }
+}
+
+/// A labelled input with its error (the error is tied to the field for screen readers).
+pub fn field(name: &str, label: &str, kind: &str, value: &str, error: Option<&str>, hint: Option<&str>) -> Markup {
+    let id = format!("f-{name}");
+    let err_id = format!("{id}-error");
+    html! {
+        div.field {
+            label for=(id) { (label) }
+            @if let Some(e) = error {
+                input id=(id) name=(name) type=(kind) value=(value) aria-invalid="true" aria-describedby=(err_id);
+                p.field-error id=(err_id) { (e) }
+            } @else {
+                input id=(id) name=(name) type=(kind) value=(value);
+            }
+            @if let Some(h) = hint { p.hint { (h) } }
         }
     }
 }

@@ -1,0 +1,220 @@
+//! Guardian benchmarks (`just bench guardian`): with 1,000 and 10,000 queues on the
+//! local broker, the wall time of one steady cycle (nothing changes), the bare depth
+//! fetch it stands on (the floor), their ratio, the database statements per steady
+//! cycle (MariaDB's `Questions` counter), and the peak memory of `guardian --once`.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use pulseguardian::domain::encode_segment;
+use pulseguardian::events::kinds::{AccountCreated, Event};
+use pulseguardian::events::store::NewEvent;
+use pulseguardian::guardian::{Guardian, Outcome};
+use pulseguardian::{App, Config};
+use sea_orm::ConnectionTrait;
+
+const API: &str = "http://127.0.0.1:15672/api";
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+struct Vhost(String);
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-u", "guest:guest", "-X", "DELETE"])
+            .arg(format!("{API}/vhosts/{}", encode_segment(&self.0)))
+            .output();
+    }
+}
+
+async fn vhost_with_queues(n: usize) -> Vhost {
+    let name = format!("pgbench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let http = reqwest::Client::new();
+    let v = encode_segment(&name);
+    http.put(format!("{API}/vhosts/{v}"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .unwrap();
+    http.put(format!("{API}/permissions/{v}/guest"))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}))
+        .send()
+        .await
+        .unwrap();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let http = http.clone();
+            let url = format!(
+                "{API}/queues/{v}/{}",
+                encode_segment(&format!("queue/acct{}/q{i}", i % 50))
+            );
+            async move {
+                let r = http
+                    .put(url)
+                    .basic_auth("guest", Some("guest"))
+                    .json(&serde_json::json!({"durable": false}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    Vhost(name)
+}
+
+/// A database URL, the MariaDB database to drop, and the SQLite file's folder.
+struct Db(String, Option<String>, #[allow(dead_code)] Option<tempfile::TempDir>);
+
+async fn database(mysql: bool) -> Db {
+    if mysql {
+        let name = format!("pgbench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let admin = sea_orm::Database::connect("mysql://root@127.0.0.1:3306/mysql")
+            .await
+            .unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        Db(format!("mysql://root@127.0.0.1:3306/{name}"), Some(name), None)
+    } else {
+        let dir = tempfile::tempdir().unwrap();
+        Db(
+            format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display()),
+            None,
+            Some(dir),
+        )
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(name) = &self.1 {
+            let _ = std::process::Command::new("mysql")
+                .args([
+                    "-h127.0.0.1",
+                    "-uroot",
+                    "-e",
+                    &format!("DROP DATABASE IF EXISTS {name}"),
+                ])
+                .output();
+        }
+    }
+}
+
+async fn questions(db: &sea_orm::DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SHOW GLOBAL STATUS LIKE 'Questions'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<String>(1).unwrap().parse().unwrap()
+}
+
+async fn run(queues: usize, vhost: &Vhost, mysql: bool) {
+    let db = database(mysql).await;
+    let env = [("DATABASE_URL", db.0.clone()), ("RABBIT_VHOSTS", vhost.0.clone())];
+    let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let app = App::start(config).await.unwrap();
+    let accounts = (0..50)
+        .map(|a| {
+            NewEvent::new(
+                format!("account/acct{a}"),
+                Event::AccountCreated(AccountCreated {
+                    name: format!("acct{a}"),
+                    owners: vec![format!("o{a}@example.com")],
+                    vhosts: vec![vhost.0.clone()],
+                }),
+                "cli",
+            )
+        })
+        .collect();
+    app.record(accounts).await.unwrap();
+    let label = if mysql { "mariadb" } else { "sqlite" };
+
+    let mut fetches = Vec::new();
+    for _ in 0..7 {
+        let started = Instant::now();
+        let depths = app.broker.queue_depths(&vhost.0).await.unwrap();
+        fetches.push(started.elapsed());
+        assert_eq!(depths.len(), queues);
+    }
+    let floor = median(fetches);
+
+    let guardian = Guardian::new(app.clone());
+    let started = Instant::now();
+    assert!(matches!(guardian.cycle().await.unwrap(), Outcome::Guarded(_)));
+    let first = started.elapsed();
+    let mut cycles = Vec::new();
+    for _ in 0..7 {
+        let started = Instant::now();
+        assert!(matches!(guardian.cycle().await.unwrap(), Outcome::Guarded(_)));
+        cycles.push(started.elapsed());
+    }
+    let steady = median(cycles);
+    let statements = if mysql {
+        let before = questions(&app.db).await;
+        guardian.cycle().await.unwrap();
+        let after = questions(&app.db).await;
+        // The second SHOW STATUS counts itself.
+        format!(", {} statements per steady cycle", after - before - 1)
+    } else {
+        String::new()
+    };
+    println!(
+        "guardian {label} {queues} queues: steady cycle {:.0} ms, bare depth fetch {:.0} ms, ratio {:.2}; first cycle {:.0} ms{statements}",
+        steady.as_secs_f64() * 1000.0,
+        floor.as_secs_f64() * 1000.0,
+        steady.as_secs_f64() / floor.as_secs_f64(),
+        first.as_secs_f64() * 1000.0,
+    );
+    guardian.release().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M %e"])
+        .arg(env!("CARGO_BIN_EXE_pulseguardian"))
+        .args(["guardian", "--once"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let peak_kib: f64 = stderr
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    println!(
+        "guardian {label} {queues} queues: `guardian --once` peak memory {:.1} MiB",
+        peak_kib / 1024.0
+    );
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    if filter.as_deref().is_some_and(|f| !"guardian".contains(f)) {
+        return;
+    }
+    rustls::crypto::ring::default_provider().install_default().ok();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for queues in [1_000, 10_000] {
+            let vhost = vhost_with_queues(queues).await;
+            run(queues, &vhost, false).await;
+            run(queues, &vhost, true).await;
+        }
+    });
+}

@@ -1,0 +1,179 @@
+//! Who may do what: the one place. Every route asks [`Principal::may`] (or `require`)
+//! with an [`Action`]; nothing else decides.
+//!
+//! - A person owns the accounts they created or were added to, and those accounts' queues.
+//! - An auditor reads everything (every queue, account, person, the audit log) and
+//!   changes nothing.
+//! - An admin does everything.
+
+use std::collections::BTreeSet;
+
+use sea_orm::ConnectionTrait;
+
+use crate::db::stmt;
+
+/// The signed-in person (or the owner of an API token), with their roles and accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub email: String,
+    pub verified: bool,
+    pub admin: bool,
+    pub auditor: bool,
+    pub accounts: BTreeSet<String>,
+}
+
+/// Everything a person can ask to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// See a queue; `owner` is the account its name names, if any.
+    ViewQueue {
+        owner: Option<&'a str>,
+    },
+    DeleteQueue {
+        owner: Option<&'a str>,
+    },
+    /// Per-queue unbounded flag and sizes.
+    SetQueuePolicy,
+    /// See every queue, unfiltered by ownership.
+    ViewAllQueues,
+    CreateAccount,
+    ViewAccount {
+        name: &'a str,
+    },
+    /// Change the password or the owners, or delete.
+    ManageAccount {
+        name: &'a str,
+    },
+    ViewAllAccounts,
+    ViewAudit,
+    ViewPeople,
+    ManageRoles,
+}
+
+impl Principal {
+    fn owns(&self, account: Option<&str>) -> bool {
+        account.is_some_and(|a| self.accounts.contains(a))
+    }
+
+    pub fn may(&self, action: Action<'_>) -> bool {
+        if self.admin {
+            return true;
+        }
+        match action {
+            Action::ViewQueue { owner } => self.auditor || self.owns(owner),
+            Action::DeleteQueue { owner } => self.owns(owner),
+            Action::SetQueuePolicy | Action::ManageRoles => false,
+            Action::ViewAllQueues | Action::ViewAllAccounts | Action::ViewAudit | Action::ViewPeople => self.auditor,
+            // Only people whose address is proven may make accounts (their emails must arrive).
+            Action::CreateAccount => self.verified,
+            Action::ViewAccount { name } => self.auditor || self.owns(Some(name)),
+            Action::ManageAccount { name } => self.owns(Some(name)),
+        }
+    }
+
+    /// `Ok` when allowed, else `Forbidden`.
+    pub fn require(&self, action: Action<'_>) -> Result<(), Forbidden> {
+        if self.may(action) { Ok(()) } else { Err(Forbidden) }
+    }
+
+    /// The actor of the events this person causes.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.email)
+    }
+
+    /// Loads a person by email: `None` when PulseGuardian has never heard of them.
+    pub async fn load(db: &impl ConnectionTrait, email: &str) -> Result<Option<Principal>, sea_orm::DbErr> {
+        let backend = db.get_database_backend();
+        let Some(row) = db
+            .query_one_raw(stmt(
+                backend,
+                "SELECT email, email_verified, is_admin, is_auditor FROM users WHERE email = ?",
+                [email.into()],
+            ))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let accounts = db
+            .query_all_raw(stmt(
+                backend,
+                "SELECT account FROM account_owners WHERE email = ?",
+                [email.into()],
+            ))
+            .await?
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Principal {
+            email: row.try_get("", "email")?,
+            verified: row.try_get("", "email_verified")?,
+            admin: row.try_get("", "is_admin")?,
+            auditor: row.try_get("", "is_auditor")?,
+            accounts,
+        }))
+    }
+}
+
+/// The action is not allowed for this person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("you are not allowed to do this")]
+pub struct Forbidden;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(admin: bool, auditor: bool, accounts: &[&str]) -> Principal {
+        Principal {
+            email: "p@example.com".into(),
+            verified: true,
+            admin,
+            auditor,
+            accounts: accounts.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn owners_manage_their_own_only() {
+        let p = person(false, false, &["alice"]);
+        assert!(p.may(Action::DeleteQueue { owner: Some("alice") }));
+        assert!(!p.may(Action::DeleteQueue { owner: Some("bob") }));
+        assert!(!p.may(Action::DeleteQueue { owner: None }));
+        assert!(p.may(Action::ManageAccount { name: "alice" }));
+        assert!(!p.may(Action::ManageAccount { name: "bob" }));
+        assert!(!p.may(Action::ViewAudit));
+        assert!(!p.may(Action::SetQueuePolicy));
+        assert!(!p.may(Action::ViewAllQueues));
+        assert!(p.may(Action::CreateAccount));
+        let unverified = Principal { verified: false, ..p };
+        assert!(!unverified.may(Action::CreateAccount));
+    }
+
+    #[test]
+    fn auditors_read_everything_and_change_nothing() {
+        let a = person(false, true, &[]);
+        assert!(a.may(Action::ViewQueue { owner: Some("bob") }));
+        assert!(a.may(Action::ViewQueue { owner: None }));
+        assert!(a.may(Action::ViewAudit));
+        assert!(a.may(Action::ViewAllAccounts));
+        assert!(a.may(Action::ViewAccount { name: "bob" }));
+        assert!(!a.may(Action::DeleteQueue { owner: Some("bob") }));
+        assert!(!a.may(Action::ManageAccount { name: "bob" }));
+        assert!(!a.may(Action::ManageRoles));
+        assert!(!a.may(Action::SetQueuePolicy));
+    }
+
+    #[test]
+    fn admins_do_everything() {
+        let a = person(true, false, &[]);
+        for action in [
+            Action::DeleteQueue { owner: None },
+            Action::ManageAccount { name: "x" },
+            Action::ManageRoles,
+            Action::SetQueuePolicy,
+            Action::ViewAudit,
+        ] {
+            assert!(a.may(action), "{action:?}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! What people do to queues: delete one, set its policy. Authorisation is the caller's
+//! (`auth::policy`); these record the events.
+
+use crate::app::{App, RecordError};
+use crate::auth::Principal;
+use crate::domain::QueueRef;
+use crate::events::kinds::{QueueDeletedByUser, QueuePolicySet};
+use crate::events::{Event, NewEvent};
+use crate::guardian::observations;
+use crate::rabbit::{BrokerError, Deleted};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("there is no such queue")]
+    NotFound,
+    #[error("RabbitMQ: {0}")]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The last seen depth of a queue, if it was seen.
+pub async fn last_seen(app: &App, q: &QueueRef) -> Result<Option<observations::Seen>, sea_orm::DbErr> {
+    let snapshot = observations::latest(&app.db).await?;
+    Ok(snapshot
+        .queues
+        .into_iter()
+        .find(|s| s.vhost == q.vhost && s.name == q.name))
+}
+
+/// Deletes a queue on a person's request and records it.
+pub async fn delete(app: &App, who: &Principal, q: &QueueRef) -> Result<(), QueueError> {
+    let messages = last_seen(app, q).await?.and_then(|s| s.messages);
+    match app.broker.delete_queue(&q.vhost, &q.name).await? {
+        Deleted::NotFound => Err(QueueError::NotFound),
+        Deleted::Deleted => {
+            let e = Event::QueueDeletedByUser(QueueDeletedByUser {
+                vhost: q.vhost.clone(),
+                name: q.name.clone(),
+                messages,
+            });
+            app.record(vec![NewEvent::new(q.stream(), e, who.actor())]).await?;
+            Ok(())
+        }
+    }
+}
+
+/// The queues of an account, as last seen on every guarded vhost.
+pub async fn of_account(app: &App, account: &str) -> Result<Vec<QueueRef>, sea_orm::DbErr> {
+    let snapshot = observations::latest(&app.db).await?;
+    Ok(snapshot
+        .queues
+        .into_iter()
+        .map(|s| QueueRef::new(s.vhost, s.name))
+        .filter(|q| q.owner_name() == Some(account))
+        .collect())
+}
+
+/// Sets a queue's policy (admins): unbounded, and its own warning and deletion sizes.
+pub async fn set_policy(
+    app: &App,
+    who: &Principal,
+    q: &QueueRef,
+    unbounded: bool,
+    warn_size: Option<u64>,
+    del_size: Option<u64>,
+) -> Result<(), QueueError> {
+    let warn = warn_size.unwrap_or(app.config.warn_queue_size);
+    let del = del_size.unwrap_or(app.config.del_queue_size);
+    if warn >= del {
+        return Err(QueueError::Invalid(format!(
+            "the warning size ({warn}) must be less than the deletion size ({del})"
+        )));
+    }
+    let e = Event::QueuePolicySet(QueuePolicySet {
+        vhost: q.vhost.clone(),
+        name: q.name.clone(),
+        unbounded,
+        warn_size,
+        del_size,
+    });
+    app.record(vec![NewEvent::new(q.stream(), e, who.actor())]).await?;
+    Ok(())
+}
+
+/// A queue as the dashboards and the API show it: its last observed depth joined with
+/// what the guardian recorded about it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueView {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub messages: Option<u64>,
+    pub ready: Option<u64>,
+    pub unacked: Option<u64>,
+    pub consumers: Option<u64>,
+    /// `normal`, `warned`, `deleting` or `unknown` (the broker gave no count yet).
+    pub state: &'static str,
+    pub warned_since: Option<String>,
+    pub unbounded: bool,
+    pub warn_size: u64,
+    pub del_size: u64,
+    pub archive_size: Option<u64>,
+    pub last_action: Option<String>,
+    pub last_action_at: Option<String>,
+}
+
+/// What the guardian recorded about queues, by (vhost, name).
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub warned: bool,
+    pub warned_at: Option<String>,
+    pub unbounded: bool,
+    pub warn_size: Option<u64>,
+    pub del_size: Option<u64>,
+    pub delete_pending: bool,
+    pub last_action: Option<String>,
+    pub last_action_at: Option<String>,
+}
+
+pub async fn recorded(app: &App) -> Result<std::collections::HashMap<(String, String), Recorded>, sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let rows = app
+        .db
+        .query_all_raw(crate::db::stmt(
+            app.db.get_database_backend(),
+            "SELECT vhost, name, warned, warned_at, unbounded, warn_size, del_size, delete_pending, last_action, \
+             last_action_at FROM queues",
+            [],
+        ))
+        .await?;
+    let mut out = std::collections::HashMap::with_capacity(rows.len());
+    for r in rows {
+        out.insert(
+            (r.try_get("", "vhost")?, r.try_get("", "name")?),
+            Recorded {
+                warned: r.try_get("", "warned")?,
+                warned_at: r.try_get("", "warned_at")?,
+                unbounded: r.try_get("", "unbounded")?,
+                warn_size: r.try_get::<Option<i64>>("", "warn_size")?.map(|v| v.max(0) as u64),
+                del_size: r.try_get::<Option<i64>>("", "del_size")?.map(|v| v.max(0) as u64),
+                delete_pending: r.try_get("", "delete_pending")?,
+                last_action: r.try_get("", "last_action")?,
+                last_action_at: r.try_get("", "last_action_at")?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Joins an observation with its record.
+pub fn view(app: &App, seen: &observations::Seen, rec: Option<&Recorded>) -> QueueView {
+    let rec = rec.cloned().unwrap_or_default();
+    let c = &app.config;
+    let state = if rec.delete_pending {
+        "deleting"
+    } else if seen.messages.is_none() {
+        "unknown"
+    } else if rec.warned {
+        "warned"
+    } else {
+        "normal"
+    };
+    QueueView {
+        owner: QueueRef::new(seen.vhost.clone(), seen.name.clone())
+            .owner_name()
+            .map(str::to_owned),
+        vhost: seen.vhost.clone(),
+        name: seen.name.clone(),
+        messages: seen.messages,
+        ready: seen.ready,
+        unacked: seen.unacked,
+        consumers: seen.consumers,
+        state,
+        warned_since: rec.warned.then_some(rec.warned_at).flatten(),
+        unbounded: rec.unbounded,
+        warn_size: rec.warn_size.unwrap_or(c.warn_queue_size),
+        del_size: rec.del_size.unwrap_or(c.del_queue_size),
+        archive_size: c.archive_queue_size,
+        last_action: rec.last_action,
+        last_action_at: rec.last_action_at,
+    }
+}
+
+/// Every queue `who` may see, as last observed, sorted by vhost and name.
+pub async fn visible(app: &App, who: &Principal) -> Result<Vec<QueueView>, sea_orm::DbErr> {
+    use crate::auth::Action;
+    let snapshot = observations::latest(&app.db).await?;
+    let recorded = recorded(app).await?;
+    let mut out: Vec<QueueView> = snapshot
+        .queues
+        .iter()
+        .filter(|s| {
+            let q = QueueRef::new(s.vhost.clone(), s.name.clone());
+            who.may(Action::ViewQueue { owner: q.owner_name() })
+        })
+        .map(|s| view(app, s, recorded.get(&(s.vhost.clone(), s.name.clone()))))
+        .collect();
+    out.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+    Ok(out)
+}
