@@ -279,21 +279,7 @@ async fn export(app: &App, after: i64, format: ExportFormat) -> anyhow::Result<E
             let mut w = csv::Writer::from_writer(out);
             w.write_record(CSV_HEADER)?;
             each_event(app, after, |e| {
-                w.write_record([
-                    e.seq.to_string().as_str(),
-                    &e.id,
-                    &e.stream,
-                    &e.version.to_string(),
-                    &e.kind,
-                    &e.schema.to_string(),
-                    &e.actor,
-                    &e.occurred_at,
-                    &e.payload,
-                    &e.hash,
-                    &e.prev_hash,
-                    e.correlation_id.as_deref().unwrap_or(""),
-                    e.causation_id.as_deref().unwrap_or(""),
-                ])?;
+                w.write_record(csv_record(e))?;
                 Ok(())
             })
             .await?;
@@ -319,6 +305,25 @@ pub const CSV_HEADER: [&str; 13] = [
     "correlation_id",
     "causation_id",
 ];
+
+/// One event as a CSV record, in the order of [`CSV_HEADER`].
+pub fn csv_record(e: &store::StoredEvent) -> [String; 13] {
+    [
+        e.seq.to_string(),
+        e.id.clone(),
+        e.stream.clone(),
+        e.version.to_string(),
+        e.kind.clone(),
+        e.schema.to_string(),
+        e.actor.clone(),
+        e.occurred_at.clone(),
+        e.payload.clone(),
+        e.hash.clone(),
+        e.prev_hash.clone(),
+        e.correlation_id.clone().unwrap_or_default(),
+        e.causation_id.clone().unwrap_or_default(),
+    ]
+}
 
 /// Calls `f` for every event after `after`, oldest first, a page at a time.
 async fn each_event(

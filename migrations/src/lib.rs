@@ -9,6 +9,7 @@ mod m0001_event_log;
 mod m0002_read_models;
 mod m0003_guardian;
 mod m0004_account_status;
+mod m0005_observation_digest;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_read_models::Migration),
             Box::new(m0003_guardian::Migration),
             Box::new(m0004_account_status::Migration),
+            Box::new(m0005_observation_digest::Migration),
         ]
     }
 }

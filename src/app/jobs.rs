@@ -28,6 +28,8 @@ impl Jobs {
 pub const PROJECTOR_SCHEDULE: &str = "*/2 * * * * *";
 /// How often the outbox is dispatched (by the process that guards).
 pub const OUTBOX_SCHEDULE: &str = "*/5 * * * * *";
+/// Verifying the event log's hash chain (shown on the audit page).
+pub const VERIFY_SCHEDULE: &str = "0 */15 * * * *";
 /// Finishing account changes a crash interrupted.
 pub const RECONCILE_SCHEDULE: &str = "30 * * * * *";
 /// Pruning of old samples and expired sign-in tokens.
@@ -65,6 +67,24 @@ pub async fn start(app: &App, guardian: Option<Arc<Guardian>>) -> anyhow::Result
             }
         })?)
         .await?;
+    let a = app.clone();
+    sched
+        .add(every(VERIFY_SCHEDULE, "verify", move || {
+            let a = a.clone();
+            async move {
+                if let Err(e) = a.chain.refresh(&a.db).await {
+                    tracing::warn!(error = %e, "hash chain verification failed to run; will try again");
+                }
+            }
+        })?)
+        .await?;
+    // The audit page's badge should not wait a quarter of an hour after a start.
+    let a = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = a.chain.refresh(&a.db).await {
+            tracing::warn!(error = %e, "hash chain verification failed to run");
+        }
+    });
     match guardian {
         Some(g) => {
             let schedule = app.config.guardian_schedule.clone();

@@ -3,12 +3,13 @@
 
 pub mod jobs;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
+use crate::events::store::{self, Verification};
 use crate::events::{self, AppendError, Appended, NewEvent};
 use crate::mail::Mailer;
 use crate::projections::{self, ProjectionError};
@@ -24,6 +25,7 @@ pub struct App {
     pub auth: Arc<crate::auth::AuthState>,
     /// Signs and encrypts session cookies (SECRET_KEY, or the one kept in the database).
     pub session_key: Arc<Vec<u8>>,
+    pub chain: ChainStatus,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,7 @@ impl App {
             mailer: Mailer::from_config(&config),
             auth: Arc::default(),
             session_key: Arc::new(session_key),
+            chain: ChainStatus::default(),
             config: Arc::new(config),
             db,
             metrics: crate::telemetry::metrics(),
@@ -81,5 +84,27 @@ pub fn fault_point(point: &str) {
     if std::env::var("PULSEGUARDIAN_FAULT").is_ok_and(|p| p == point) {
         tracing::error!(point, "PULSEGUARDIAN_FAULT: aborting here");
         std::process::abort();
+    }
+}
+
+/// The last verification of the hash chain, kept in memory and refreshed on a schedule.
+#[derive(Clone, Default)]
+pub struct ChainStatus(Arc<Mutex<Option<(String, Verification)>>>);
+
+impl ChainStatus {
+    pub fn get(&self) -> Option<(String, Verification)> {
+        self.0.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Verifies the whole chain now and keeps the result.
+    pub async fn refresh(&self, db: &impl sea_orm::ConnectionTrait) -> Result<Verification, sea_orm::DbErr> {
+        let v = store::verify(db).await?;
+        if let Some((seq, why)) = &v.first_bad {
+            tracing::error!(seq, why, "the event log's hash chain is broken");
+        }
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some((crate::db::now(), v.clone()));
+        }
+        Ok(v)
     }
 }

@@ -133,7 +133,7 @@ impl StoredEvent {
         }
     }
 
-    fn from_row(row: &QueryResult) -> Result<Self, DbErr> {
+    pub fn from_row(row: &QueryResult) -> Result<Self, DbErr> {
         Ok(Self {
             seq: row.try_get("", "seq")?,
             id: row.try_get("", "id")?,

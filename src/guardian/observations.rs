@@ -38,28 +38,62 @@ pub struct Snapshot {
 /// Replaces the latest observation (one statement).
 pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<(), DbErr> {
     let data = serde_json::to_string(&snapshot.queues).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let digest = crate::auth::hash_token(&data);
     let sql = match db.get_database_backend() {
         DbBackend::MySql => {
-            "INSERT INTO latest_observation (id, cycle, observed_at, data) VALUES (1, ?, ?, ?) \
-             ON DUPLICATE KEY UPDATE cycle = VALUES(cycle), observed_at = VALUES(observed_at), data = VALUES(data)"
+            "INSERT INTO latest_observation (id, cycle, observed_at, data, digest) VALUES (1, ?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE cycle = VALUES(cycle), observed_at = VALUES(observed_at), data = VALUES(data), \
+             digest = VALUES(digest)"
         }
         _ => {
-            "INSERT INTO latest_observation (id, cycle, observed_at, data) VALUES (1, ?, ?, ?) \
-             ON CONFLICT(id) DO UPDATE SET cycle = excluded.cycle, observed_at = excluded.observed_at, data = excluded.data"
+            "INSERT INTO latest_observation (id, cycle, observed_at, data, digest) VALUES (1, ?, ?, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET cycle = excluded.cycle, observed_at = excluded.observed_at, \
+             data = excluded.data, digest = excluded.digest"
         }
     };
     db.execute_raw(stmt(
         db.get_database_backend(),
         sql,
-        [snapshot.cycle.into(), snapshot.observed_at.clone().into(), data.into()],
+        [
+            snapshot.cycle.into(),
+            snapshot.observed_at.clone().into(),
+            data.into(),
+            digest.into(),
+        ],
     ))
     .await
     .map(|_| ())
 }
 
-/// The cycle number of the latest observation (cheap: for ETags).
-pub async fn latest_cycle(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    db::query_i64(db, "SELECT cycle FROM latest_observation WHERE id = 1", []).await
+/// What the pages' ETags are made of: the digest of the latest observation's depths
+/// and the event log's head (a new decision changes a queue's state). Two small reads.
+pub async fn version(db: &impl ConnectionTrait) -> Result<String, DbErr> {
+    let digest = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT digest FROM latest_observation WHERE id = 1",
+            [],
+        ))
+        .await?
+        .map(|r| r.try_get_by_index::<String>(0))
+        .transpose()?
+        .unwrap_or_default();
+    let head = db::query_i64(db, "SELECT seq FROM event_head WHERE id = 1", []).await?;
+    Ok(format!("{}-{head}", &digest.get(..16).unwrap_or("none")))
+}
+
+/// When the latest observation was made ("" before the first one).
+pub async fn latest_observed_at(db: &impl ConnectionTrait) -> Result<String, DbErr> {
+    Ok(db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT observed_at FROM latest_observation WHERE id = 1",
+            [],
+        ))
+        .await?
+        .map(|r| r.try_get_by_index::<String>(0))
+        .transpose()?
+        .unwrap_or_default())
 }
 
 pub async fn latest(db: &impl ConnectionTrait) -> Result<Snapshot, DbErr> {

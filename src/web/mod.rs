@@ -5,12 +5,14 @@ mod accounts;
 mod admin;
 mod api;
 mod assets;
+mod audit;
 mod auth_pages;
 pub mod error;
 mod health;
 mod home;
 mod me;
 mod middleware;
+mod queues;
 pub mod session;
 pub mod views;
 
@@ -48,6 +50,15 @@ pub fn routes(app: App) -> impl poem::Endpoint {
         .at("/me/tokens/:id/revoke", post(me::revoke_token))
         .at("/admin/users", get(admin::users))
         .at("/admin/users/roles", post(admin::change_role))
+        .at("/queues", get(queues::index))
+        .at("/queues/rows", get(queues::rows_partial))
+        .at("/queues/:vhost/:name", get(queues::show))
+        .at("/queues/:vhost/:name/live", get(queues::show_live))
+        .at("/queues/:vhost/:name/delete", post(queues::delete))
+        .at("/queues/:vhost/:name/policy", post(queues::set_policy))
+        .at("/audit", get(audit::index))
+        .at("/audit/rows", get(audit::more))
+        .at("/audit/export", get(audit::export))
         .at("/api/v1/queues", get(api::list_queues))
         .at("/api/v1/queues/:vhost/:name", poem::delete(api::delete_queue))
         .at("/api/v1/events", get(api::events))

@@ -49,6 +49,7 @@ fn head(title: &str) -> Markup {
             }
             link rel="stylesheet" href="/assets/app.css";
             script src="/assets/htmx.min.js" defer {}
+            script src="/assets/app.js" defer {}
         }
     }
 }

@@ -1,5 +1,6 @@
 //! maud layouts and partials shared by every page.
 
+pub mod charts;
 pub mod layout;
 
 use poem::{IntoResponse, Response};
