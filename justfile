@@ -30,7 +30,7 @@ services *NAMES:
 # Benchmarks (release build). FILTER picks some: append, replay, guardian, web.
 bench FILTER="":
     scripts/services mariadb rabbitmq
-    cargo bench --bench event_log --bench guardian -- {{FILTER}}
+    cargo bench --bench event_log --bench guardian --bench web -- {{FILTER}}
 
 fmt:
     cargo fmt --all

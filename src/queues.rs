@@ -49,15 +49,19 @@ pub async fn delete(app: &App, who: &Principal, q: &QueueRef) -> Result<(), Queu
     }
 }
 
-/// The queues of an account, as last seen on every guarded vhost.
-pub async fn of_account(app: &App, account: &str) -> Result<Vec<QueueRef>, sea_orm::DbErr> {
-    let snapshot = observations::latest(&app.db).await?;
-    Ok(snapshot
-        .queues
-        .into_iter()
-        .map(|s| QueueRef::new(s.vhost, s.name))
-        .filter(|q| q.owner_name() == Some(account))
-        .collect())
+/// The queues of an account on every guarded vhost, as the broker has them now (not
+/// as last observed: a queue made since the last cycle counts too).
+pub async fn of_account(app: &App, account: &str) -> Result<Vec<QueueRef>, BrokerError> {
+    let mut out = Vec::new();
+    for vhost in &app.config.rabbit_vhosts {
+        for q in app.broker.queue_depths(vhost).await? {
+            let q = QueueRef::new(q.vhost, q.name);
+            if q.owner_name() == Some(account) {
+                out.push(q);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Sets a queue's policy (admins): unbounded, and its own warning and deletion sizes.
@@ -118,6 +122,7 @@ pub struct Recorded {
     pub warn_size: Option<u64>,
     pub del_size: Option<u64>,
     pub delete_pending: bool,
+    pub deleted: bool,
     pub last_action: Option<String>,
     pub last_action_at: Option<String>,
 }
@@ -128,8 +133,8 @@ pub async fn recorded(app: &App) -> Result<std::collections::HashMap<(String, St
         .db
         .query_all_raw(crate::db::stmt(
             app.db.get_database_backend(),
-            "SELECT vhost, name, warned, warned_at, unbounded, warn_size, del_size, delete_pending, last_action, \
-             last_action_at FROM queues",
+            "SELECT vhost, name, warned, warned_at, unbounded, warn_size, del_size, delete_pending, deleted, \
+             last_action, last_action_at FROM queues",
             [],
         ))
         .await?;
@@ -144,6 +149,7 @@ pub async fn recorded(app: &App) -> Result<std::collections::HashMap<(String, St
                 warn_size: r.try_get::<Option<i64>>("", "warn_size")?.map(|v| v.max(0) as u64),
                 del_size: r.try_get::<Option<i64>>("", "del_size")?.map(|v| v.max(0) as u64),
                 delete_pending: r.try_get("", "delete_pending")?,
+                deleted: r.try_get("", "deleted")?,
                 last_action: r.try_get("", "last_action")?,
                 last_action_at: r.try_get("", "last_action_at")?,
             },
@@ -189,14 +195,24 @@ pub fn view(app: &App, seen: &observations::Seen, rec: Option<&Recorded>) -> Que
 /// Every queue `who` may see, as last observed, sorted by vhost and name.
 pub async fn visible(app: &App, who: &Principal) -> Result<Vec<QueueView>, sea_orm::DbErr> {
     use crate::auth::Action;
-    let snapshot = observations::latest(&app.db).await?;
+    let snapshot = app.snapshots.latest(&app.db).await?;
     let recorded = recorded(app).await?;
     let mut out: Vec<QueueView> = snapshot
         .queues
         .iter()
         .filter(|s| {
-            let q = QueueRef::new(s.vhost.clone(), s.name.clone());
-            who.may(Action::ViewQueue { owner: q.owner_name() })
+            who.may(Action::ViewQueue {
+                owner: crate::domain::owner_of(&s.name),
+            })
+        })
+        // Deleted since it was observed: gone already, whatever the observation says.
+        .filter(|s| {
+            recorded.get(&(s.vhost.clone(), s.name.clone())).is_none_or(|r| {
+                !(r.deleted
+                    && r.last_action_at
+                        .as_deref()
+                        .is_some_and(|at| at > snapshot.observed_at.as_str()))
+            })
         })
         .map(|s| view(app, s, recorded.get(&(s.vhost.clone(), s.name.clone()))))
         .collect();

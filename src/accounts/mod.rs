@@ -170,7 +170,7 @@ pub async fn create(
         Err(why) => {
             errors.push(FieldError {
                 field: "name",
-                message: format!("the name {why}"),
+                message: format!("the name {}", why.strip_prefix("a name ").unwrap_or(why)),
             });
             None
         }

@@ -26,6 +26,7 @@ pub struct App {
     /// Signs and encrypts session cookies (SECRET_KEY, or the one kept in the database).
     pub session_key: Arc<Vec<u8>>,
     pub chain: ChainStatus,
+    pub snapshots: crate::guardian::observations::SnapshotCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,7 @@ impl App {
             auth: Arc::default(),
             session_key: Arc::new(session_key),
             chain: ChainStatus::default(),
+            snapshots: Default::default(),
             config: Arc::new(config),
             db,
             metrics: crate::telemetry::metrics(),

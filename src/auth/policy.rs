@@ -64,8 +64,9 @@ impl Principal {
             Action::DeleteQueue { owner } => self.owns(owner),
             Action::SetQueuePolicy | Action::ManageRoles => false,
             Action::ViewAllQueues | Action::ViewAllAccounts | Action::ViewAudit | Action::ViewPeople => self.auditor,
-            // Only people whose address is proven may make accounts (their emails must arrive).
-            Action::CreateAccount => self.verified,
+            // Only people whose address is proven may make accounts (their emails must
+            // arrive); auditors change nothing.
+            Action::CreateAccount => self.verified && !self.auditor,
             Action::ViewAccount { name } => self.auditor || self.owns(Some(name)),
             Action::ManageAccount { name } => self.owns(Some(name)),
         }
@@ -161,6 +162,7 @@ mod tests {
         assert!(!a.may(Action::ManageAccount { name: "bob" }));
         assert!(!a.may(Action::ManageRoles));
         assert!(!a.may(Action::SetQueuePolicy));
+        assert!(!a.may(Action::CreateAccount));
     }
 
     #[test]

@@ -3,4 +3,4 @@
 mod names;
 pub mod policy;
 
-pub use names::{AccountName, Email, QueueRef, encode_segment};
+pub use names::{AccountName, Email, QueueRef, encode_segment, owner_of};

@@ -103,15 +103,20 @@ impl QueueRef {
 
     /// The account a queue belongs to by the naming convention `queue/<account>/...`.
     pub fn owner_name(&self) -> Option<&str> {
-        let rest = self.name.strip_prefix("queue/")?;
-        let (owner, _) = rest.split_once('/')?;
-        (!owner.is_empty()).then_some(owner)
+        owner_of(&self.name)
     }
 
     /// The event stream of this queue: `queue/<vhost>/<name>`, both percent-encoded.
     pub fn stream(&self) -> String {
         format!("queue/{}/{}", encode_segment(&self.vhost), encode_segment(&self.name))
     }
+}
+
+/// The account a queue named `name` belongs to: `queue/<account>/...`.
+pub fn owner_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("queue/")?;
+    let (owner, _) = rest.split_once('/')?;
+    (!owner.is_empty()).then_some(owner)
 }
 
 /// Percent-encodes one path segment: everything but letters, digits, `-` and `_`, so

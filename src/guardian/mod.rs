@@ -188,7 +188,11 @@ impl Guardian {
             .into_iter()
             .flatten()
             .collect();
-        if run.consumers_at.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY) {
+        // New queues get their count at once; the others every CONSUMERS_EVERY.
+        let new_queue = depths
+            .iter()
+            .any(|q| !run.consumers.contains_key(&(q.vhost.clone(), q.name.clone())));
+        if new_queue || run.consumers_at.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY) {
             let mut counts = HashMap::new();
             let mut complete = true;
             for v in vhosts {

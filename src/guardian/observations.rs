@@ -116,6 +116,42 @@ pub async fn latest(db: &impl ConnectionTrait) -> Result<Snapshot, DbErr> {
 /// A sample's minute and its values (messages, ready, unacked, consumers).
 type Written = (i64, [Option<u64>; 4]);
 
+/// The latest observation, parsed once per change and shared by every page that
+/// shows depths (a dashboard over 10,000 queues would otherwise parse it per request).
+#[derive(Clone, Default)]
+pub struct SnapshotCache(std::sync::Arc<std::sync::Mutex<Option<Cached>>>);
+
+/// A snapshot and the digest it was read at.
+type Cached = (String, std::sync::Arc<Snapshot>);
+
+impl SnapshotCache {
+    /// The latest observation: from memory while its digest is unchanged (one small read).
+    pub async fn latest(&self, db: &impl ConnectionTrait) -> Result<std::sync::Arc<Snapshot>, DbErr> {
+        let digest = db
+            .query_one_raw(stmt(
+                db.get_database_backend(),
+                "SELECT digest FROM latest_observation WHERE id = 1",
+                [],
+            ))
+            .await?
+            .map(|r| r.try_get_by_index::<String>(0))
+            .transpose()?
+            .unwrap_or_default();
+        if let Ok(guard) = self.0.lock()
+            && let Some((d, snap)) = guard.as_ref()
+            && *d == digest
+            && !digest.is_empty()
+        {
+            return Ok(snap.clone());
+        }
+        let snap = std::sync::Arc::new(latest(db).await?);
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some((digest, snap.clone()));
+        }
+        Ok(snap)
+    }
+}
+
 /// What was last written per queue, to write only changes.
 #[derive(Default)]
 pub struct Sampler {

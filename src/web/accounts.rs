@@ -137,8 +137,8 @@ async fn render(app: &App, ctx: &Ctx, who: &Principal, st: State) -> Result<Mark
                     }
                     dl.facts {
                         dt { "Owners" } dd { (a.owners.join(", ")) }
-                        dt { "Created" } dd { time datetime=(a.created_at) { (a.created_at) } " by " (a.created_by) }
-                        @if let Some(p) = &a.password_changed_at { dt { "Password changed" } dd { time datetime=(p) { (p) } } }
+                        dt { "Created" } dd { (layout::when(&a.created_at)) " by " (a.created_by) }
+                        @if let Some(p) = &a.password_changed_at { dt { "Password changed" } dd { (layout::when(p)) } }
                     }
                     @if who.may(Action::ManageAccount { name: &a.name }) && a.status == "active" {
                         details open[!errors.is_empty()] {
@@ -367,7 +367,21 @@ pub async fn delete(
     }
     let mut deleted_queues = 0;
     if f.delete_queues.is_some() {
-        for q in crate::queues::of_account(app, &name).await? {
+        let queues = match crate::queues::of_account(app, &name).await {
+            Ok(q) => q,
+            Err(e) => {
+                let st = State {
+                    flash: Some((
+                        false,
+                        format!("The account's queues could not be listed, so nothing was deleted: {e}"),
+                    )),
+                    ..Default::default()
+                };
+                let ctx = Ctx::new(session, Some(who.clone()), app, "accounts");
+                return Ok((StatusCode::SERVICE_UNAVAILABLE, render(app, &ctx, &who, st).await?).into_response());
+            }
+        };
+        for q in queues {
             match crate::queues::delete(app, &who, &q).await {
                 Ok(()) => deleted_queues += 1,
                 Err(crate::queues::QueueError::NotFound) => {}

@@ -268,7 +268,8 @@ pub async fn oidc_callback(
 
 #[handler]
 pub async fn logout(session: &Session) -> Response {
-    session.purge();
+    // Not `purge`: poem's removal cookie has no `Path=/`, so browsers would keep the session.
+    session.clear();
     redirect("/")
 }
 
@@ -297,7 +298,7 @@ pub async fn dev_mailbox(
             @for (at, m) in &mails {
                 article.card.mail {
                     h2 { (m.subject) }
-                    p.meta { "To " (m.to.join(", ")) " · " time datetime=(at) { (at) } }
+                    p.meta { "To " (m.to.join(", ")) " · " (layout::when(at)) }
                     pre.mail-body { (linkify(&m.body)) }
                 }
             }

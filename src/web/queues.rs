@@ -171,7 +171,7 @@ fn state_badge(v: &QueueView) -> Markup {
             _ => span.badge.ok { "normal" },
         }
         @if v.unbounded { " " span.badge.muted title="never deleted automatically" { "unbounded" } }
-        @if let Some(since) = &v.warned_since { br; small { "since " time datetime=(since) { (since) } } }
+        @if let Some(since) = &v.warned_since { br; small { "since " (layout::when(since)) } }
     }
 }
 
@@ -206,7 +206,7 @@ fn table(
             data-refresh=(REFRESH_SECS) {
             p.meta {
                 (total) " queues"
-                @if !observed_at.is_empty() { " · depths as of " time datetime=(observed_at) { (observed_at) } }
+                @if !observed_at.is_empty() { " · depths as of " (layout::when(observed_at)) }
                 @else { " · the guardian has not read the broker yet" }
             }
             @if rows.is_empty() {
@@ -239,7 +239,7 @@ fn table(
                                     td { (v.consumers.map(|c| c.to_string()).unwrap_or_else(|| "?".into())) }
                                     td { (charts::sparkline(samples.get(&key).map(Vec::as_slice).unwrap_or(&[]), now - 3600, now, v.warn_size, "depth over the last hour")) }
                                     td { (state_badge(v)) }
-                                    td { @if let Some(a) = &v.last_action { (a) br; small { (v.last_action_at.clone().unwrap_or_default()) } } @else { "none" } }
+                                    td { @if let Some(a) = &v.last_action { (a) @if let Some(at) = &v.last_action_at { br; small { (layout::when(at)) } } } @else { "none" } }
                                 }
                             }
                         }
@@ -506,7 +506,7 @@ async fn queue_page(
                 ol.history reversed {
                     @for e in history.iter().rev() {
                         li {
-                            time datetime=(e.occurred_at) { (e.occurred_at) } " · " strong { (e.kind) } " by " (e.actor)
+                            (layout::when(&e.occurred_at)) " · " strong { (e.kind) } " by " (e.actor)
                             details { summary { "details" } pre { (pretty(&e.payload)) } }
                         }
                     }

@@ -2,12 +2,17 @@
 //! test says so, RabbitMQ, the SMTP sink and the OIDC provider started by
 //! `scripts/services`). Every test gets its own database.
 
+mod browser;
 mod mailbox;
 mod rabbit;
 mod support;
 
+mod accounts;
+mod api;
 mod cli;
+mod dashboard;
 mod event_log;
 mod guardian;
 mod projector;
+mod signin;
 mod web;

@@ -107,3 +107,108 @@ impl Drop for TestVhost {
             .output();
     }
 }
+
+/// RabbitMQ users (global, not per vhost) through the management API.
+pub mod users {
+    use super::{MANAGEMENT, api};
+    use pulseguardian::domain::encode_segment;
+    use serde_json::json;
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    pub async fn exists(name: &str) -> bool {
+        let r = client()
+            .get(api(&format!("users/{}", encode_segment(name))))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => true,
+            404 => false,
+            s => panic!("GET user {name}: {s}"),
+        }
+    }
+
+    /// Creates (or changes) a user directly, bypassing PulseGuardian.
+    pub async fn put(name: &str, password: &str) {
+        let r = client()
+            .put(api(&format!("users/{}", encode_segment(name))))
+            .basic_auth("guest", Some("guest"))
+            .json(&json!({"password": password, "tags": ""}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "create user {name}: {}", r.status());
+    }
+
+    /// The user's permissions on a vhost as (configure, write, read), `None` when it has none.
+    pub async fn permissions(vhost: &str, name: &str) -> Option<(String, String, String)> {
+        let r = client()
+            .get(api(&format!(
+                "permissions/{}/{}",
+                encode_segment(vhost),
+                encode_segment(name)
+            )))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            404 => None,
+            200 => {
+                let v: serde_json::Value = r.json().await.unwrap();
+                let s = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{k} in {v}")).to_owned();
+                Some((s("configure"), s("write"), s("read")))
+            }
+            s => panic!("GET permissions of {name} on {vhost}: {s}"),
+        }
+    }
+
+    /// Deletes these users, whether or not they exist (blocking: for `Drop`).
+    pub fn delete_now(names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        let body = json!({ "users": names }).to_string();
+        let _ = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-u", "guest:guest", "-X", "POST"])
+            .args(["-H", "content-type: application/json", "--data", &body])
+            .arg(format!("{MANAGEMENT}/api/users/bulk-delete"))
+            .output();
+    }
+}
+
+/// AMQP as a client of the broker would use it.
+pub mod amqp {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+    use lapin::types::FieldTable;
+    use lapin::{Connection, ConnectionProperties, ErrorKind};
+    use pulseguardian::domain::encode_segment;
+
+    pub async fn connect(user: &str, password: &str, vhost: &str) -> lapin::Result<Connection> {
+        let uri = format!(
+            "amqp://{}:{}@127.0.0.1:5672/{}",
+            encode_segment(user),
+            encode_segment(password),
+            encode_segment(vhost)
+        );
+        Connection::connect(&uri, ConnectionProperties::default()).await
+    }
+
+    /// Declares a queue on a fresh channel.
+    pub async fn declare(conn: &Connection, queue: &str) -> lapin::Result<()> {
+        let ch = conn.create_channel().await?;
+        ch.queue_declare(queue.into(), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .map(|_| ())
+    }
+
+    pub fn is_access_refused(e: &lapin::Error) -> bool {
+        matches!(e.kind(), ErrorKind::ProtocolError(p)
+            if *p.kind() == AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED))
+    }
+}

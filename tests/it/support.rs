@@ -177,6 +177,12 @@ pub struct Server {
 impl Server {
     pub async fn start(app: App) -> Server {
         let acceptor = pulseguardian::web::bind(&app).await.expect("bind a free port");
+        Self::start_on(app, acceptor).await
+    }
+
+    /// Serves `app` on an acceptor bound beforehand (so its address can go into the
+    /// app's configuration, as `PUBLIC_URL`).
+    pub async fn start_on(app: App, acceptor: poem::listener::TcpAcceptor) -> Server {
         let addr = poem::listener::Acceptor::local_addr(&acceptor)
             .first()
             .and_then(|a| a.as_socket_addr().copied())

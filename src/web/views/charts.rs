@@ -126,7 +126,9 @@ pub fn depth_chart(points: &[(i64, u64)], since: i64, until: i64, b: Bands) -> M
             }
             @for h in (0..=hours).step_by(x_step as usize) {
                 @let t = since + h * 3600;
-                text.axis x=(format!("{:.1}", px(t))) y=(H - 12.0) text-anchor="middle" { (format!("−{}h", hours - h)) }
+                text.axis x=(format!("{:.1}", px(t))) y=(H - 12.0) text-anchor="middle" {
+                    @if h == hours { "now" } @else { (format!("−{}h", hours - h)) }
+                }
             }
             text.axis x="4" y=(TOP + 4.0) { "msgs" }
             text.axis x=(W - RIGHT) y=(H - 1.0) text-anchor="end" { "hours ago" }

@@ -139,3 +139,12 @@ pub fn field(name: &str, label: &str, kind: &str, value: &str, error: Option<&st
         }
     }
 }
+
+/// A stored timestamp for people: to the second, in UTC; the exact value in the markup.
+pub fn when(ts: &str) -> Markup {
+    let short = match ts.get(..19) {
+        Some(day_time) => format!("{} UTC", day_time.replacen('T', " ", 1)),
+        None => ts.to_owned(),
+    };
+    html! { time datetime=(ts) title=(ts) { (short) } }
+}

@@ -1,0 +1,225 @@
+//! Web benchmarks (`just bench web`), with wrk on loopback against `serve --no-guardian`
+//! in its own process: requests per second and p99 latency of `/queues` for an owner of
+//! 50 queues and for an admin over 10,000 queues (paged), and of the gauge refresh
+//! partial; then the server's CPU with 500 open dashboards refreshing every 5 seconds.
+//! The observation of 10,000 queues is written directly (no broker needed to render).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pulseguardian::events::kinds::{AccountCreated, AdminGranted, EmailVerified, Event, SignInMethod};
+use pulseguardian::events::store::NewEvent;
+use pulseguardian::guardian::observations::{self, Seen, Snapshot};
+use pulseguardian::{App, Config, auth, db};
+use sea_orm::ConnectionTrait;
+
+const QUEUES: usize = 10_000;
+
+fn seen(i: usize, wave: u64) -> Seen {
+    let messages = ((i as u64 * 37 + wave) % 3000) as u64;
+    Seen {
+        vhost: "/".into(),
+        name: format!("queue/acct{}/q{i}", i % 200),
+        messages: Some(messages),
+        ready: Some(messages),
+        unacked: Some(0),
+        consumers: Some((i % 3) as u64),
+    }
+}
+
+async fn snapshot(app: &App, wave: u64) {
+    let s = Snapshot {
+        cycle: wave as i64 + 1,
+        observed_at: db::now(),
+        queues: (0..QUEUES).map(|i| seen(i, wave)).collect(),
+    };
+    observations::store_latest(&app.db, &s).await.unwrap();
+}
+
+async fn session(app: &App, url: &str, email: &str) -> String {
+    let token = auth::random_token();
+    app.db
+        .execute_raw(db::stmt(
+            app.db.get_database_backend(),
+            "INSERT INTO email_tokens (token_hash, email, expires_at) VALUES (?, ?, ?)",
+            [
+                auth::hash_token(&token).into(),
+                email.into(),
+                "9999-01-01T00:00:00.000000Z".into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client.get(format!("{url}/auth/email/{token}")).send().await.unwrap();
+    assert_eq!(r.status(), 303, "sign-in for the benchmark");
+    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// (requests per second, p99 latency in ms) from wrk's output.
+fn wrk(url: &str, cookie: &str, htmx: bool) -> (f64, f64) {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t2", "-c16", "-d8s", "--latency", "-H"])
+        .arg(format!("Cookie: {cookie}"));
+    if htmx {
+        cmd.args(["-H", "HX-Request: true"]);
+    }
+    let out = cmd.arg(url).output().expect("wrk (Debian package wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    let p99 = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("99%"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(|v| {
+            if let Some(ms) = v.strip_suffix("ms") {
+                ms.parse().unwrap_or(f64::NAN)
+            } else if let Some(us) = v.strip_suffix("us") {
+                us.parse::<f64>().unwrap_or(f64::NAN) / 1000.0
+            } else if let Some(s) = v.strip_suffix('s') {
+                s.parse::<f64>().unwrap_or(f64::NAN) * 1000.0
+            } else {
+                f64::NAN
+            }
+        })
+        .unwrap_or(f64::NAN);
+    assert!(!text.contains("Non-2xx"), "wrk saw errors: {text}");
+    (rps, p99)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    fields.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// 500 dashboards, each refreshing its table every 5 s (with the ETag it got), for
+/// `secs`; returns the server's CPU use in percent of one core and the share of 304s.
+async fn dashboards(url: &str, cookie: &str, pid: u32, secs: u64, app: &App, changing: bool) -> (f64, f64) {
+    let started = Instant::now();
+    let ticks = cpu_ticks(pid);
+    let mut tasks = Vec::new();
+    for d in 0..500u64 {
+        let url = format!("{url}/queues/rows?page={}", d % 20 + 1);
+        let cookie = cookie.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            tokio::time::sleep(Duration::from_millis(d * 10)).await;
+            let (mut n, mut not_modified, mut etag) = (0u32, 0u32, String::new());
+            while started.elapsed() < Duration::from_secs(secs) {
+                let mut r = c.get(&url).header("cookie", &cookie).header("hx-request", "true");
+                if !etag.is_empty() {
+                    r = r.header("if-none-match", &etag);
+                }
+                let resp = r.send().await.unwrap();
+                n += 1;
+                if resp.status() == 304 {
+                    not_modified += 1;
+                } else if let Some(e) = resp.headers().get("etag") {
+                    etag = e.to_str().unwrap().to_owned();
+                }
+                let _ = resp.bytes().await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            (n, not_modified)
+        }));
+    }
+    if changing {
+        // A guardian cycle every 5 s changes the depths.
+        let mut wave = 1;
+        while started.elapsed() < Duration::from_secs(secs) {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            snapshot(app, wave).await;
+            wave += 1;
+        }
+    }
+    let (mut n, mut nm) = (0u32, 0u32);
+    for t in tasks {
+        let (a, b) = t.await.unwrap();
+        n += a;
+        nm += b;
+    }
+    let hz = 100.0;
+    let cpu = (cpu_ticks(pid) - ticks) as f64 / hz / started.elapsed().as_secs_f64() * 100.0;
+    (cpu, nm as f64 / n.max(1) as f64 * 100.0)
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    if filter.as_deref().is_some_and(|f| !"web".contains(f)) {
+        return;
+    }
+    rustls::crypto::ring::default_provider().install_default().ok();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let url_db = format!("sqlite://{}?mode=rwc", dir.path().join("web.db").display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let env = [("DATABASE_URL", url_db.clone()), ("BIND", format!("127.0.0.1:{port}")), ("PUBLIC_URL", base.clone())];
+        let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+        let app = App::start(config).await.unwrap();
+        let owner = "owner@example.com";
+        let admin = "admin@example.com";
+        app.record(vec![
+            NewEvent::new("account/acct0", Event::AccountCreated(AccountCreated { name: "acct0".into(), owners: vec![owner.into()], vhosts: vec!["/".into()] }), "cli"),
+            NewEvent::new(format!("user/{owner}"), Event::EmailVerified(EmailVerified { email: owner.into(), method: SignInMethod::EmailLink }), "cli"),
+            NewEvent::new(format!("user/{admin}"), Event::EmailVerified(EmailVerified { email: admin.into(), method: SignInMethod::EmailLink }), "cli"),
+            NewEvent::new("roles", Event::AdminGranted(AdminGranted { email: admin.into() }), "cli"),
+        ])
+        .await
+        .unwrap();
+        snapshot(&app, 0).await;
+
+        let child = Command::new(env!("CARGO_BIN_EXE_pulseguardian"))
+            .args(["serve", "--no-guardian"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let _server = Server(child);
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let owner_cookie = session(&app, &base, owner).await;
+        let admin_cookie = session(&app, &base, admin).await;
+
+        let (rps, p99) = wrk(&format!("{base}/queues"), &owner_cookie, false);
+        println!("web /queues owner of 50 queues: {rps:.0} req/s, p99 {p99:.1} ms");
+        let (rps, p99) = wrk(&format!("{base}/queues?page=7"), &admin_cookie, false);
+        println!("web /queues admin over {QUEUES} queues (page 7 of 200): {rps:.0} req/s, p99 {p99:.1} ms");
+        let (rps, p99) = wrk(&format!("{base}/queues/rows?page=7"), &admin_cookie, true);
+        println!("web /queues/rows gauge refresh, admin over {QUEUES}: {rps:.0} req/s, p99 {p99:.1} ms");
+        let (rps, p99) = wrk(&format!("{base}/queues/rows"), &owner_cookie, true);
+        println!("web /queues/rows gauge refresh, owner of 50: {rps:.0} req/s, p99 {p99:.1} ms");
+
+        let (cpu, nm) = dashboards(&base, &admin_cookie, pid, 30, &app, false).await;
+        println!("web 500 admin dashboards refreshing every 5 s, depths unchanged: server CPU {cpu:.1}% of one core, {nm:.0}% answered 304");
+        let (cpu, nm) = dashboards(&base, &admin_cookie, pid, 30, &app, true).await;
+        println!("web 500 admin dashboards refreshing every 5 s, depths changing every 5 s: server CPU {cpu:.1}% of one core, {nm:.0}% answered 304");
+    });
+}
