@@ -16,7 +16,7 @@ use sea_orm::ConnectionTrait;
 const QUEUES: usize = 10_000;
 
 fn seen(i: usize, wave: u64) -> Seen {
-    let messages = ((i as u64 * 37 + wave) % 3000) as u64;
+    let messages = (i as u64 * 37 + wave) % 3000;
     Seen {
         vhost: "/".into(),
         name: format!("queue/acct{}/q{i}", i % 200),
