@@ -127,7 +127,17 @@ pub struct Recorded {
     pub last_action_at: Option<String>,
 }
 
-pub async fn recorded(app: &App) -> Result<std::collections::HashMap<(String, String), Recorded>, sea_orm::DbErr> {
+/// The records by vhost, then name (looked up without allocating).
+#[derive(Debug, Default)]
+pub struct RecordedMap(std::collections::HashMap<String, std::collections::HashMap<String, Recorded>>);
+
+impl RecordedMap {
+    pub fn get(&self, vhost: &str, name: &str) -> Option<&Recorded> {
+        self.0.get(vhost).and_then(|m| m.get(name))
+    }
+}
+
+pub async fn recorded(app: &App) -> Result<RecordedMap, sea_orm::DbErr> {
     use sea_orm::ConnectionTrait;
     let rows = app
         .db
@@ -138,43 +148,50 @@ pub async fn recorded(app: &App) -> Result<std::collections::HashMap<(String, St
             [],
         ))
         .await?;
-    let mut out = std::collections::HashMap::with_capacity(rows.len());
+    let mut out = RecordedMap::default();
     for r in rows {
-        out.insert(
-            (r.try_get("", "vhost")?, r.try_get("", "name")?),
-            Recorded {
-                warned: r.try_get("", "warned")?,
-                warned_at: r.try_get("", "warned_at")?,
-                unbounded: r.try_get("", "unbounded")?,
-                warn_size: r.try_get::<Option<i64>>("", "warn_size")?.map(|v| v.max(0) as u64),
-                del_size: r.try_get::<Option<i64>>("", "del_size")?.map(|v| v.max(0) as u64),
-                delete_pending: r.try_get("", "delete_pending")?,
-                deleted: r.try_get("", "deleted")?,
-                last_action: r.try_get("", "last_action")?,
-                last_action_at: r.try_get("", "last_action_at")?,
-            },
-        );
+        let rec = Recorded {
+            warned: r.try_get("", "warned")?,
+            warned_at: r.try_get("", "warned_at")?,
+            unbounded: r.try_get("", "unbounded")?,
+            warn_size: r.try_get::<Option<i64>>("", "warn_size")?.map(|v| v.max(0) as u64),
+            del_size: r.try_get::<Option<i64>>("", "del_size")?.map(|v| v.max(0) as u64),
+            delete_pending: r.try_get("", "delete_pending")?,
+            deleted: r.try_get("", "deleted")?,
+            last_action: r.try_get("", "last_action")?,
+            last_action_at: r.try_get("", "last_action_at")?,
+        };
+        out.0
+            .entry(r.try_get("", "vhost")?)
+            .or_default()
+            .insert(r.try_get("", "name")?, rec);
     }
     Ok(out)
 }
 
+/// `normal`, `warned`, `deleting` or `unknown`.
+pub fn state(seen: &observations::Seen, rec: Option<&Recorded>) -> &'static str {
+    match rec {
+        Some(r) if r.delete_pending => "deleting",
+        _ if seen.messages.is_none() => "unknown",
+        Some(r) if r.warned => "warned",
+        _ => "normal",
+    }
+}
+
+/// The warning size in force for a queue.
+pub fn warn_size(app: &App, rec: Option<&Recorded>) -> u64 {
+    rec.and_then(|r| r.warn_size).unwrap_or(app.config.warn_queue_size)
+}
+
 /// Joins an observation with its record.
 pub fn view(app: &App, seen: &observations::Seen, rec: Option<&Recorded>) -> QueueView {
+    let state = state(seen, rec);
+    let warn_size = warn_size(app, rec);
     let rec = rec.cloned().unwrap_or_default();
     let c = &app.config;
-    let state = if rec.delete_pending {
-        "deleting"
-    } else if seen.messages.is_none() {
-        "unknown"
-    } else if rec.warned {
-        "warned"
-    } else {
-        "normal"
-    };
     QueueView {
-        owner: QueueRef::new(seen.vhost.clone(), seen.name.clone())
-            .owner_name()
-            .map(str::to_owned),
+        owner: crate::domain::owner_of(&seen.name).map(str::to_owned),
         vhost: seen.vhost.clone(),
         name: seen.name.clone(),
         messages: seen.messages,
@@ -184,7 +201,7 @@ pub fn view(app: &App, seen: &observations::Seen, rec: Option<&Recorded>) -> Que
         state,
         warned_since: rec.warned.then_some(rec.warned_at).flatten(),
         unbounded: rec.unbounded,
-        warn_size: rec.warn_size.unwrap_or(c.warn_queue_size),
+        warn_size,
         del_size: rec.del_size.unwrap_or(c.del_queue_size),
         archive_size: c.archive_queue_size,
         last_action: rec.last_action,
@@ -192,30 +209,48 @@ pub fn view(app: &App, seen: &observations::Seen, rec: Option<&Recorded>) -> Que
     }
 }
 
+/// The latest observation with the records, from which pages pick what they show
+/// without building a view of every queue.
+pub struct Listing {
+    pub snapshot: std::sync::Arc<observations::Snapshot>,
+    pub recorded: RecordedMap,
+}
+
+impl Listing {
+    pub async fn load(app: &App) -> Result<Listing, sea_orm::DbErr> {
+        Ok(Listing {
+            snapshot: app.snapshots.latest(&app.db).await?,
+            recorded: recorded(app).await?,
+        })
+    }
+
+    /// The queues `who` may see, with their records, in the broker's order. A queue a
+    /// person deleted since the observation is left out: it is gone already.
+    pub fn visible<'a>(
+        &'a self,
+        who: &'a Principal,
+    ) -> impl Iterator<Item = (&'a observations::Seen, Option<&'a Recorded>)> + 'a {
+        use crate::auth::Action;
+        let observed_at = self.snapshot.observed_at.as_str();
+        self.snapshot
+            .queues
+            .iter()
+            .filter(move |s| {
+                who.may(Action::ViewQueue {
+                    owner: crate::domain::owner_of(&s.name),
+                })
+            })
+            .map(move |s| (s, self.recorded.get(&s.vhost, &s.name)))
+            .filter(move |(_, r)| {
+                r.is_none_or(|r| !(r.deleted && r.last_action_at.as_deref().is_some_and(|at| at > observed_at)))
+            })
+    }
+}
+
 /// Every queue `who` may see, as last observed, sorted by vhost and name.
 pub async fn visible(app: &App, who: &Principal) -> Result<Vec<QueueView>, sea_orm::DbErr> {
-    use crate::auth::Action;
-    let snapshot = app.snapshots.latest(&app.db).await?;
-    let recorded = recorded(app).await?;
-    let mut out: Vec<QueueView> = snapshot
-        .queues
-        .iter()
-        .filter(|s| {
-            who.may(Action::ViewQueue {
-                owner: crate::domain::owner_of(&s.name),
-            })
-        })
-        // Deleted since it was observed: gone already, whatever the observation says.
-        .filter(|s| {
-            recorded.get(&(s.vhost.clone(), s.name.clone())).is_none_or(|r| {
-                !(r.deleted
-                    && r.last_action_at
-                        .as_deref()
-                        .is_some_and(|at| at > snapshot.observed_at.as_str()))
-            })
-        })
-        .map(|s| view(app, s, recorded.get(&(s.vhost.clone(), s.name.clone()))))
-        .collect();
+    let listing = Listing::load(app).await?;
+    let mut out: Vec<QueueView> = listing.visible(who).map(|(s, r)| view(app, s, r)).collect();
     out.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
     Ok(out)
 }

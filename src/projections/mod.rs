@@ -160,28 +160,45 @@ async fn ensure_queue(txn: &DatabaseTransaction, vhost: &str, name: &str, owner:
     .await
 }
 
-async fn queue_action(
+/// Records what happened to a queue: its row (made if missing) gets the action, and the
+/// state columns in `sets` (`col = ?, ...` with `values`), in one UPDATE.
+#[allow(clippy::too_many_arguments)]
+async fn queue_update(
     txn: &DatabaseTransaction,
     vhost: &str,
     name: &str,
+    owner: Option<&str>,
     action: &str,
     at: &str,
     messages: Option<u64>,
+    sets: &str,
+    values: Vec<Value>,
 ) -> Result<(), DbErr> {
-    ensure_queue(txn, vhost, name, None).await?;
-    exec(
-        txn,
-        "UPDATE queues SET last_action = ?, last_action_at = ?, last_messages = COALESCE(?, last_messages) \
+    ensure_queue(txn, vhost, name, owner).await?;
+    let sql = format!(
+        "UPDATE queues SET last_action = ?, last_action_at = ?, last_messages = COALESCE(?, last_messages){}{sets} \
          WHERE vhost = ? AND name = ?",
-        [
-            action.into(),
-            at.into(),
-            messages.map(|m| m as i64).into(),
-            vhost.into(),
-            name.into(),
-        ],
-    )
-    .await
+        if sets.is_empty() { "" } else { ", " }
+    );
+    let mut all: Vec<Value> = vec![action.into(), at.into(), messages.map(|m| m as i64).into()];
+    all.extend(values);
+    all.extend([vhost.into(), name.into()]);
+    exec(txn, &sql, all).await
+}
+
+/// The columns a deletion resets.
+const DELETED: &str = "deleted = ?, warned = ?, notified = ?, delete_pending = ?, delete_failed = ?, \
+                       dry_run_flagged = ?, warned_at = NULL";
+
+fn deleted_values() -> Vec<Value> {
+    vec![
+        true.into(),
+        false.into(),
+        false.into(),
+        false.into(),
+        false.into(),
+        false.into(),
+    ]
 }
 
 async fn set_owners(txn: &DatabaseTransaction, account: &str, owners: &[String]) -> Result<(), DbErr> {
@@ -317,8 +334,18 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
         }
         Event::QueueDeletedByUser(e) => {
             let action = format!("deleted by {}", actor_name(&stored.actor));
-            queue_action(txn, &e.vhost, &e.name, &action, at, e.messages).await?;
-            mark_deleted(txn, &e.vhost, &e.name).await?;
+            queue_update(
+                txn,
+                &e.vhost,
+                &e.name,
+                None,
+                &action,
+                at,
+                e.messages,
+                DELETED,
+                deleted_values(),
+            )
+            .await?;
         }
         Event::QueuePolicySet(e) => {
             ensure_queue(txn, &e.vhost, &e.name, None).await?;
@@ -336,90 +363,130 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             .await?;
         }
         Event::QueueWarned(e) => {
-            ensure_queue(txn, &e.vhost, &e.name, e.owner.as_deref()).await?;
-            queue_action(txn, &e.vhost, &e.name, "warned", at, Some(e.depth.messages)).await?;
-            exec(
+            let sets = "warned = ?, notified = ?, warned_at = ?, deleted = ?, \
+                        last_warning_at = CASE WHEN ? THEN ? ELSE last_warning_at END";
+            let values = vec![
+                true.into(),
+                e.notified.into(),
+                at.into(),
+                false.into(),
+                e.notified.into(),
+                at.into(),
+            ];
+            let owner = e.owner.as_deref();
+            queue_update(
                 txn,
-                "UPDATE queues SET warned = ?, notified = ?, warned_at = ?, deleted = ?, \
-                 last_warning_at = CASE WHEN ? THEN ? ELSE last_warning_at END WHERE vhost = ? AND name = ?",
-                [
-                    true.into(),
-                    e.notified.into(),
-                    at.into(),
-                    false.into(),
-                    e.notified.into(),
-                    at.into(),
-                    e.vhost.into(),
-                    e.name.into(),
-                ],
+                &e.vhost,
+                &e.name,
+                owner,
+                "warned",
+                at,
+                Some(e.depth.messages),
+                sets,
+                values,
             )
             .await?;
         }
         Event::QueueRecovered(e) => {
-            queue_action(txn, &e.vhost, &e.name, "recovered", at, Some(e.depth.messages)).await?;
-            exec(
+            let sets = "warned = ?, notified = ?, dry_run_flagged = ?, warned_at = NULL";
+            let values = vec![false.into(), false.into(), false.into()];
+            let owner = e.owner.as_deref();
+            queue_update(
                 txn,
-                "UPDATE queues SET warned = ?, notified = ?, dry_run_flagged = ?, warned_at = NULL \
-                 WHERE vhost = ? AND name = ?",
-                [false.into(), false.into(), false.into(), e.vhost.into(), e.name.into()],
+                &e.vhost,
+                &e.name,
+                owner,
+                "recovered",
+                at,
+                Some(e.depth.messages),
+                sets,
+                values,
             )
             .await?;
         }
         Event::QueueDeletionDecided(e) => {
-            ensure_queue(txn, &e.vhost, &e.name, e.owner.as_deref()).await?;
-            queue_action(txn, &e.vhost, &e.name, "deletion decided", at, Some(e.depth.messages)).await?;
-            exec(
-                txn,
-                "UPDATE queues SET delete_pending = ?, delete_failed = ? WHERE vhost = ? AND name = ?",
-                [true.into(), false.into(), e.vhost.into(), e.name.into()],
-            )
-            .await?;
+            let sets = "delete_pending = ?, delete_failed = ?";
+            let values = vec![true.into(), false.into()];
+            let owner = e.owner.as_deref();
+            let m = Some(e.depth.messages);
+            queue_update(txn, &e.vhost, &e.name, owner, "deletion decided", at, m, sets, values).await?;
         }
         Event::QueueDeleted(e) => {
-            let action = if e.dry_run {
-                "would delete (dry run)"
-            } else {
-                "deleted by the guardian"
-            };
-            queue_action(txn, &e.vhost, &e.name, action, at, Some(e.depth.messages)).await?;
+            let owner = e.owner.as_deref();
+            let m = Some(e.depth.messages);
             if e.dry_run {
-                exec(
+                let values = vec![true.into()];
+                queue_update(
                     txn,
-                    "UPDATE queues SET dry_run_flagged = ? WHERE vhost = ? AND name = ?",
-                    [true.into(), e.vhost.into(), e.name.into()],
+                    &e.vhost,
+                    &e.name,
+                    owner,
+                    "would delete (dry run)",
+                    at,
+                    m,
+                    "dry_run_flagged = ?",
+                    values,
                 )
                 .await?;
             } else {
-                mark_deleted(txn, &e.vhost, &e.name).await?;
+                queue_update(
+                    txn,
+                    &e.vhost,
+                    &e.name,
+                    owner,
+                    "deleted by the guardian",
+                    at,
+                    m,
+                    DELETED,
+                    deleted_values(),
+                )
+                .await?;
             }
         }
         Event::QueueDeleteFailed(e) => {
-            let action = if e.gone {
-                "deletion moot: queue already gone"
-            } else {
-                "delete failed"
-            };
-            queue_action(txn, &e.vhost, &e.name, action, at, None).await?;
             // Gone: nothing left to delete. Failed: still pending, retried each cycle.
-            let (pending, failed) = if e.gone { (false, false) } else { (true, true) };
-            exec(
+            let (action, pending, failed) = if e.gone {
+                ("deletion moot: queue already gone", false, false)
+            } else {
+                ("delete failed", true, true)
+            };
+            let values = vec![pending.into(), failed.into()];
+            let sets = "delete_pending = ?, delete_failed = ?";
+            queue_update(txn, &e.vhost, &e.name, None, action, at, None, sets, values).await?;
+        }
+        Event::ArchiveStarted(e) => {
+            queue_update(
                 txn,
-                "UPDATE queues SET delete_pending = ?, delete_failed = ? WHERE vhost = ? AND name = ?",
-                [pending.into(), failed.into(), e.vhost.into(), e.name.into()],
+                &e.vhost,
+                &e.name,
+                None,
+                "archiving",
+                at,
+                Some(e.depth.messages),
+                "",
+                vec![],
             )
             .await?;
         }
-        Event::ArchiveStarted(e) => {
-            queue_action(txn, &e.vhost, &e.name, "archiving", at, Some(e.depth.messages)).await?;
-        }
         Event::MessagesArchived(e) => {
-            queue_action(txn, &e.vhost, &e.name, "archiving", at, None).await?;
+            queue_update(txn, &e.vhost, &e.name, None, "archiving", at, None, "", vec![]).await?;
         }
         Event::ArchiveStopped(e) => {
-            queue_action(txn, &e.vhost, &e.name, "archive stopped", at, None).await?;
+            queue_update(txn, &e.vhost, &e.name, None, "archive stopped", at, None, "", vec![]).await?;
         }
         Event::ArchiveRepublished(e) => {
-            queue_action(txn, &e.vhost, &e.name, "archive republished", at, None).await?;
+            queue_update(
+                txn,
+                &e.vhost,
+                &e.name,
+                None,
+                "archive republished",
+                at,
+                None,
+                "",
+                vec![],
+            )
+            .await?;
         }
         Event::BrokerUnreachable(e) => set_broker(txn, false, at, Some(e.error)).await?,
         Event::BrokerRecovered(_) => set_broker(txn, true, at, None).await?,
@@ -473,25 +540,6 @@ async fn set_role(txn: &DatabaseTransaction, column: &str, email: &str, on: bool
         txn,
         &format!("UPDATE users SET {column} = ? WHERE email = ?"),
         [on.into(), email.into()],
-    )
-    .await
-}
-
-async fn mark_deleted(txn: &DatabaseTransaction, vhost: &str, name: &str) -> Result<(), DbErr> {
-    exec(
-        txn,
-        "UPDATE queues SET deleted = ?, warned = ?, notified = ?, delete_pending = ?, delete_failed = ?, \
-         dry_run_flagged = ?, warned_at = NULL WHERE vhost = ? AND name = ?",
-        [
-            true.into(),
-            false.into(),
-            false.into(),
-            false.into(),
-            false.into(),
-            false.into(),
-            vhost.into(),
-            name.into(),
-        ],
     )
     .await
 }

@@ -20,7 +20,7 @@ use crate::auth::{Action, Principal};
 use crate::db::stmt;
 use crate::domain::{QueueRef, encode_segment};
 use crate::events::store;
-use crate::guardian::observations;
+use crate::guardian::observations::{self, Seen};
 use crate::queues::{self, QueueError, QueueView};
 use crate::web::error::{PageError, urlencode};
 use crate::web::session::SignedIn;
@@ -73,12 +73,13 @@ impl Filters {
         s.finish()
     }
 
-    fn keep(&self, v: &QueueView) -> bool {
-        (self.q.is_empty() || v.name.to_lowercase().contains(&self.q.to_lowercase()))
-            && (self.vhost.is_empty() || v.vhost == self.vhost)
-            && (self.owner.is_empty() || v.owner.as_deref() == Some(self.owner.as_str()))
-            && (self.over.is_none() || v.messages.is_some_and(|m| m > v.warn_size))
-            && (self.noowner.is_none() || v.owner.is_none())
+    fn keep(&self, app: &App, s: &Seen, r: Option<&queues::Recorded>, needle: &str) -> bool {
+        let owner = crate::domain::owner_of(&s.name);
+        (needle.is_empty() || s.name.to_lowercase().contains(needle))
+            && (self.vhost.is_empty() || s.vhost == self.vhost)
+            && (self.owner.is_empty() || owner == Some(self.owner.as_str()))
+            && (self.over.is_none() || s.messages.is_some_and(|m| m > queues::warn_size(app, r)))
+            && (self.noowner.is_none() || owner.is_none())
     }
 }
 
@@ -95,26 +96,33 @@ fn state_rank(s: &str) -> u8 {
     }
 }
 
-/// The visible queues after filters and sort, the total, and this page of them.
+/// The visible queues after filters and sort, the total, and this page of them. Only
+/// the page's queues become views; the rest are filtered and sorted by reference.
 async fn select(app: &App, who: &Principal, f: &Filters) -> Result<(Vec<QueueView>, usize, usize), PageError> {
-    let mut all: Vec<QueueView> = queues::visible(app, who)
-        .await?
-        .into_iter()
-        .filter(|v| f.keep(v))
+    let listing = queues::Listing::load(app).await?;
+    let needle = f.q.to_lowercase();
+    let mut all: Vec<(&Seen, Option<&queues::Recorded>)> = listing
+        .visible(who)
+        .filter(|(s, r)| f.keep(app, s, *r, &needle))
         .collect();
     match f.sort.as_str() {
-        "depth" => all.sort_by(|a, b| b.messages.cmp(&a.messages).then_with(|| a.name.cmp(&b.name))),
+        "depth" => all.sort_by(|a, b| b.0.messages.cmp(&a.0.messages).then_with(|| a.0.name.cmp(&b.0.name))),
         "state" => all.sort_by(|a, b| {
-            state_rank(a.state)
-                .cmp(&state_rank(b.state))
-                .then_with(|| a.name.cmp(&b.name))
+            state_rank(queues::state(a.0, a.1))
+                .cmp(&state_rank(queues::state(b.0, b.1)))
+                .then_with(|| a.0.name.cmp(&b.0.name))
         }),
-        _ => {}
+        _ => all.sort_by(|a, b| (&a.0.vhost, &a.0.name).cmp(&(&b.0.vhost, &b.0.name))),
     }
     let total = all.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let page = f.page.unwrap_or(1).clamp(1, pages);
-    let rows = all.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).collect();
+    let rows = all
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .map(|(s, r)| queues::view(app, s, r))
+        .collect();
     Ok((rows, total, page))
 }
 
@@ -385,7 +393,7 @@ async fn find(app: &App, who: &Principal, vhost: &str, name: &str) -> Result<(Qu
     }
     let seen = queues::last_seen(app, &q).await?;
     let recorded = queues::recorded(app).await?;
-    let view = seen.map(|s| queues::view(app, &s, recorded.get(&(vhost.to_owned(), name.to_owned()))));
+    let view = seen.map(|s| queues::view(app, &s, recorded.get(vhost, name)));
     Ok((q, view))
 }
 
@@ -429,7 +437,8 @@ async fn queue_page(
     let c = &app.config;
     let rec = queues::recorded(app)
         .await?
-        .remove(&(vhost.to_owned(), name.to_owned()))
+        .get(vhost, name)
+        .cloned()
         .unwrap_or_default();
     Ok(layout::page(
         ctx,

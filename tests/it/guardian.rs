@@ -555,3 +555,80 @@ async fn depths_are_stored_for_the_dashboards() {
         .unwrap();
     assert_eq!(rows, 2);
 }
+
+/// Two `serve` processes on one database: one guards, the other stands by and says so
+/// in its log and on /metrics.
+#[tokio::test]
+async fn a_second_serve_stands_by_and_says_so() {
+    let vhost = TestVhost::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("two.db").display());
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join(format!("serve-{port}.log"))).unwrap();
+        let child = std::process::Command::new(crate::support::binary())
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &db)
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("RABBIT_VHOSTS", &vhost.name)
+            .env("GUARDIAN_SCHEDULE", "*/1 * * * * *")
+            .env("LOG_FORMAT", "json")
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        servers.push((KillOnDrop(child), port));
+        // The first takes the lock before the second starts.
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        wait_for("the server to guard or stand by", Duration::from_secs(30), || async {
+            let m = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            m.contains("pulseguardian_guardian_active").then_some(())
+        })
+        .await;
+    }
+    let active = |port: u16| async move {
+        let m = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find(|l| l.starts_with("pulseguardian_guardian_active "))
+            .map(|l| l.ends_with(" 1"))
+    };
+    assert_eq!(active(servers[0].1).await, Some(true), "the first guards");
+    assert_eq!(active(servers[1].1).await, Some(false), "the second stands by");
+    let log = std::fs::read_to_string(dir.path().join(format!("serve-{}.log", servers[1].1))).unwrap();
+    assert!(
+        log.contains("guardian standing by: another process holds the guardian lock"),
+        "{log}"
+    );
+
+    // When the first stops, the second takes over.
+    drop(servers.remove(0));
+    let port = servers[0].1;
+    wait_for(
+        "the second server to take over",
+        Duration::from_secs(30),
+        || async move { (active(port).await == Some(true)).then_some(()) },
+    )
+    .await;
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
