@@ -73,6 +73,16 @@ pub async fn query_i64(
     }
 }
 
+/// Runs one query that returns one text value; `None` when it returns no row.
+pub async fn query_string(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<Option<String>, DbErr> {
+    let row = db.query_one_raw(stmt(db.get_database_backend(), sql, values)).await?;
+    row.map(|r| r.try_get_by_index::<String>(0)).transpose()
+}
+
 /// The one timestamp format of the database and of events: RFC 3339, UTC, microseconds.
 /// It sorts as text, reads the same on both backends and is exactly what gets hashed.
 pub fn timestamp(t: DateTime<Utc>) -> String {

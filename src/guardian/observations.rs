@@ -68,15 +68,8 @@ pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Res
 /// What the pages' ETags are made of: the digest of the latest observation's depths
 /// and the event log's head (a new decision changes a queue's state). Two small reads.
 pub async fn version(db: &impl ConnectionTrait) -> Result<String, DbErr> {
-    let digest = db
-        .query_one_raw(stmt(
-            db.get_database_backend(),
-            "SELECT digest FROM latest_observation WHERE id = 1",
-            [],
-        ))
+    let digest = db::query_string(db, "SELECT digest FROM latest_observation WHERE id = 1", [])
         .await?
-        .map(|r| r.try_get_by_index::<String>(0))
-        .transpose()?
         .unwrap_or_default();
     let head = db::query_i64(db, "SELECT seq FROM event_head WHERE id = 1", []).await?;
     Ok(format!("{}-{head}", &digest.get(..16).unwrap_or("none")))
@@ -84,16 +77,11 @@ pub async fn version(db: &impl ConnectionTrait) -> Result<String, DbErr> {
 
 /// When the latest observation was made ("" before the first one).
 pub async fn latest_observed_at(db: &impl ConnectionTrait) -> Result<String, DbErr> {
-    Ok(db
-        .query_one_raw(stmt(
-            db.get_database_backend(),
-            "SELECT observed_at FROM latest_observation WHERE id = 1",
-            [],
-        ))
-        .await?
-        .map(|r| r.try_get_by_index::<String>(0))
-        .transpose()?
-        .unwrap_or_default())
+    Ok(
+        db::query_string(db, "SELECT observed_at FROM latest_observation WHERE id = 1", [])
+            .await?
+            .unwrap_or_default(),
+    )
 }
 
 pub async fn latest(db: &impl ConnectionTrait) -> Result<Snapshot, DbErr> {
@@ -127,15 +115,8 @@ type Cached = (String, std::sync::Arc<Snapshot>);
 impl SnapshotCache {
     /// The latest observation: from memory while its digest is unchanged (one small read).
     pub async fn latest(&self, db: &impl ConnectionTrait) -> Result<std::sync::Arc<Snapshot>, DbErr> {
-        let digest = db
-            .query_one_raw(stmt(
-                db.get_database_backend(),
-                "SELECT digest FROM latest_observation WHERE id = 1",
-                [],
-            ))
+        let digest = db::query_string(db, "SELECT digest FROM latest_observation WHERE id = 1", [])
             .await?
-            .map(|r| r.try_get_by_index::<String>(0))
-            .transpose()?
             .unwrap_or_default();
         if let Ok(guard) = self.0.lock()
             && let Some((d, snap)) = guard.as_ref()

@@ -201,6 +201,15 @@ fn deleted_values() -> Vec<Value> {
     ]
 }
 
+/// Adds an account row unless there is one (an upcast old event may come first).
+async fn insert_account(txn: &DatabaseTransaction, name: &str, by: &str, at: &str, status: &str) -> Result<(), DbErr> {
+    let sql = format!(
+        "{} accounts (name, created_by, created_at, status) VALUES (?, ?, ?, ?)",
+        insert_ignore(txn.get_database_backend())
+    );
+    exec(txn, &sql, [name.into(), by.into(), at.into(), status.into()]).await
+}
+
 async fn set_owners(txn: &DatabaseTransaction, account: &str, owners: &[String]) -> Result<(), DbErr> {
     exec(txn, "DELETE FROM account_owners WHERE account = ?", [account.into()]).await?;
     for owner in owners {
@@ -266,16 +275,7 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             .await?;
         }
         Event::AccountCreationStarted(e) => {
-            let sql = format!(
-                "{} accounts (name, created_by, created_at, status) VALUES (?, ?, ?, 'creating')",
-                insert_ignore(txn.get_database_backend())
-            );
-            exec(
-                txn,
-                &sql,
-                [e.name.as_str().into(), actor_name(&stored.actor).into(), at.into()],
-            )
-            .await?;
+            insert_account(txn, &e.name, actor_name(&stored.actor), at, "creating").await?;
             set_owners(txn, &e.name, &e.owners).await?;
         }
         Event::AccountCreationFailed(e) => {
@@ -288,16 +288,7 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             exec(txn, "DELETE FROM accounts WHERE name = ?", [e.name.into()]).await?;
         }
         Event::AccountCreated(e) => {
-            let sql = format!(
-                "{} accounts (name, created_by, created_at, status) VALUES (?, ?, ?, 'active')",
-                insert_ignore(txn.get_database_backend())
-            );
-            exec(
-                txn,
-                &sql,
-                [e.name.as_str().into(), actor_name(&stored.actor).into(), at.into()],
-            )
-            .await?;
+            insert_account(txn, &e.name, actor_name(&stored.actor), at, "active").await?;
             exec(
                 txn,
                 "UPDATE accounts SET status = 'active' WHERE name = ?",
