@@ -14,7 +14,7 @@ run *ARGS:
 test:
     scripts/services
     scripts/check-assets
-    cargo test --workspace --all-targets --no-fail-fast
+    cargo test --workspace --lib --bins --tests --no-fail-fast
     cargo build --bin pulseguardian
     e2e/run
 

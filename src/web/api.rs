@@ -109,3 +109,8 @@ pub async fn events(
     let events = store::read_after(&app.db, after, limit).await?;
     Ok(Json(events.iter().map(|e| e.export_json()).collect()))
 }
+
+/// An unknown API route: JSON like every API error.
+pub async fn not_found(_: poem::error::NotFoundError) -> Response {
+    poem::IntoResponse::into_response(ApiError::new(StatusCode::NOT_FOUND, "no such API route"))
+}

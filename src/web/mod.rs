@@ -29,6 +29,11 @@ use crate::app::App;
 /// Every route of the site.
 pub fn routes(app: App) -> impl poem::Endpoint {
     let secure = app.config.public_url.scheme() == "https";
+    let api_routes = Route::new()
+        .at("/queues", get(api::list_queues))
+        .at("/queues/:vhost/:name", poem::delete(api::delete_queue))
+        .at("/events", get(api::events))
+        .catch_error(api::not_found);
     let pages = Route::new()
         .at("/", get(home::index))
         .at("/healthz", get(health::healthz))
@@ -59,9 +64,7 @@ pub fn routes(app: App) -> impl poem::Endpoint {
         .at("/audit", get(audit::index))
         .at("/audit/rows", get(audit::more))
         .at("/audit/export", get(audit::export))
-        .at("/api/v1/queues", get(api::list_queues))
-        .at("/api/v1/queues/:vhost/:name", poem::delete(api::delete_queue))
-        .at("/api/v1/events", get(api::events))
+        .nest("/api/v1", api_routes)
         .catch_error(views::not_found);
     pages
         .with(session::CsrfCheck)

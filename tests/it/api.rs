@@ -160,6 +160,9 @@ async fn tokens_are_shown_once_checked_and_revocable() {
         assert_eq!(a.status, 400, "{bad}: {}", a.json);
         assert!(!error_of(&a).is_empty());
     }
+    let unknown = get(&site, "/api/v1/nothing-here", Some(&token)).await;
+    assert_eq!(unknown.status, 404, "an unknown API route answers JSON too");
+    assert_eq!(error_of(&unknown), "no such API route");
 
     // Revoked: refused from then on.
     let token_id = serde_json::from_str::<serde_json::Value>(&created[0].payload).unwrap()["token_id"]
