@@ -54,11 +54,6 @@ impl NewEvent {
         self
     }
 
-    pub fn with_id(mut self, id: Uuid) -> Self {
-        self.id = id;
-        self
-    }
-
     /// Marks this event as caused by `cause` (and in the same correlation).
     pub fn caused_by(mut self, cause: Uuid, correlation: Option<Uuid>) -> Self {
         self.causation_id = Some(cause);

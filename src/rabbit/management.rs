@@ -284,10 +284,6 @@ impl Broker for ManagementClient {
             Deleted::Deleted => Ok(()),
         }
     }
-
-    async fn permissions(&self, vhost: &str, user: &str) -> Result<Option<Permissions>, BrokerError> {
-        self.get_opt(&["permissions", vhost, user], "").await
-    }
 }
 
 #[cfg(test)]

@@ -58,15 +58,6 @@ pub enum BrokerError {
     Decode { what: String, error: String },
 }
 
-impl BrokerError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            BrokerError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
 /// What a delete found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deleted {
@@ -89,5 +80,4 @@ pub trait Broker: Send + Sync {
     async fn put_user(&self, name: &str, password: &str, tags: &str) -> Result<(), BrokerError>;
     async fn delete_user(&self, name: &str) -> Result<Deleted, BrokerError>;
     async fn set_permissions(&self, vhost: &str, user: &str, p: &Permissions) -> Result<(), BrokerError>;
-    async fn permissions(&self, vhost: &str, user: &str) -> Result<Option<Permissions>, BrokerError>;
 }
