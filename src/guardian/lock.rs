@@ -112,7 +112,12 @@ impl GuardianLock {
                 }
             }
             GuardianLock::MySql { conn, .. } => {
-                if let Some(c) = conn.take() {
+                if let Some(mut c) = conn.take() {
+                    // Released now, not when the server notices the closed connection.
+                    let _ = sqlx::query("SELECT RELEASE_LOCK(?)")
+                        .bind(LOCK_NAME)
+                        .execute(&mut c)
+                        .await;
                     let _ = c.close().await;
                 }
             }
