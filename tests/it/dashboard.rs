@@ -2,8 +2,9 @@
 //! hostile queue names, ETags, the expired-session prompt, and who may see what.
 
 use pulseguardian::domain::encode_segment;
-use pulseguardian::events::kinds::{AccountCreated, AdminGranted, AuditorGranted, Event};
+use pulseguardian::events::kinds::{AccountCreated, Event};
 use pulseguardian::events::store::NewEvent;
+use pulseguardian::roles::Role;
 
 use crate::browser::{Browser, Site};
 use crate::mailbox;
@@ -32,6 +33,15 @@ async fn site_with(queues: &[(&str, usize)]) -> (Site, Browser, String) {
     site.observe().await;
     let b = site.person(&owner).await;
     (site, b, owner)
+}
+
+/// A signed-in person with a role (granted as the command line would).
+async fn with_role(site: &Site, who: &str, role: Role) -> Browser {
+    let email = pulseguardian::domain::Email::parse(&mailbox::address(who)).unwrap();
+    pulseguardian::roles::grant(site.app(), &email, role, "cli")
+        .await
+        .unwrap();
+    site.person(email.as_str()).await
 }
 
 fn queue_path(site: &Site, name: &str) -> String {
@@ -134,18 +144,7 @@ async fn who_sees_and_changes_which_queue() {
     assert!(site.events_of("QueuePolicySet").await.is_empty());
 
     // An auditor sees everything and changes nothing.
-    let auditor_email = mailbox::address("auditor");
-    site.app()
-        .record(vec![NewEvent::new(
-            "roles",
-            Event::AuditorGranted(AuditorGranted {
-                email: auditor_email.clone(),
-            }),
-            "cli",
-        )])
-        .await
-        .unwrap();
-    let auditor = site.person(&auditor_email).await;
+    let auditor = with_role(&site, "auditor", Role::Auditor).await;
     let all = auditor.get("/queues").await.body;
     assert!(all.contains("queue/other/theirs") && all.contains("orphan"));
     assert_eq!(auditor.get("/audit").await.status, 200);
@@ -160,18 +159,7 @@ async fn who_sees_and_changes_which_queue() {
     assert_eq!(owner.get("/audit").await.status, 403);
 
     // An admin sets a policy; it shows in the queue's history and settings.
-    let admin_email = mailbox::address("admin");
-    site.app()
-        .record(vec![NewEvent::new(
-            "roles",
-            Event::AdminGranted(AdminGranted {
-                email: admin_email.clone(),
-            }),
-            "cli",
-        )])
-        .await
-        .unwrap();
-    let admin = site.person(&admin_email).await;
+    let admin = with_role(&site, "admin", Role::Admin).await;
     let bad = admin
         .post_form(&format!("{mine}/policy"), &[("warn_size", "100"), ("del_size", "10")])
         .await;
@@ -203,18 +191,7 @@ async fn who_sees_and_changes_which_queue() {
 #[tokio::test]
 async fn the_audit_page_filters_pages_and_exports() {
     let (site, _, _) = site_with(&[("queue/acct/a", 4)]).await;
-    let admin_email = mailbox::address("admin");
-    site.app()
-        .record(vec![NewEvent::new(
-            "roles",
-            Event::AdminGranted(AdminGranted {
-                email: admin_email.clone(),
-            }),
-            "cli",
-        )])
-        .await
-        .unwrap();
-    let admin = site.person(&admin_email).await;
+    let admin = with_role(&site, "admin", Role::Admin).await;
     let page = admin.get("/audit").await;
     assert_eq!(page.status, 200);
     for kind in ["QueueWarned", "AccountCreated", "UserSignedIn", "AdminGranted"] {
