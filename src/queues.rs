@@ -137,20 +137,12 @@ impl RecordedMap {
     }
 }
 
-pub async fn recorded(app: &App) -> Result<RecordedMap, sea_orm::DbErr> {
-    use sea_orm::ConnectionTrait;
-    let rows = app
-        .db
-        .query_all_raw(crate::db::stmt(
-            app.db.get_database_backend(),
-            "SELECT vhost, name, warned, warned_at, unbounded, warn_size, del_size, delete_pending, deleted, \
-             last_action, last_action_at FROM queues",
-            [],
-        ))
-        .await?;
-    let mut out = RecordedMap::default();
-    for r in rows {
-        let rec = Recorded {
+const RECORDED: &str = "SELECT vhost, name, warned, warned_at, unbounded, warn_size, del_size, delete_pending, \
+                        deleted, last_action, last_action_at FROM queues";
+
+impl Recorded {
+    fn from_row(r: &sea_orm::QueryResult) -> Result<Recorded, sea_orm::DbErr> {
+        Ok(Recorded {
             warned: r.try_get("", "warned")?,
             warned_at: r.try_get("", "warned_at")?,
             unbounded: r.try_get("", "unbounded")?,
@@ -160,13 +152,41 @@ pub async fn recorded(app: &App) -> Result<RecordedMap, sea_orm::DbErr> {
             deleted: r.try_get("", "deleted")?,
             last_action: r.try_get("", "last_action")?,
             last_action_at: r.try_get("", "last_action_at")?,
-        };
+        })
+    }
+}
+
+/// The records of every queue.
+pub async fn recorded(app: &App) -> Result<RecordedMap, sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let rows = app
+        .db
+        .query_all_raw(crate::db::stmt(app.db.get_database_backend(), RECORDED, []))
+        .await?;
+    let mut out = RecordedMap::default();
+    for r in rows {
+        let rec = Recorded::from_row(&r)?;
         out.0
             .entry(r.try_get("", "vhost")?)
             .or_default()
             .insert(r.try_get("", "name")?, rec);
     }
     Ok(out)
+}
+
+/// The record of one queue.
+pub async fn recorded_one(app: &App, q: &QueueRef) -> Result<Option<Recorded>, sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let sql = format!("{RECORDED} WHERE vhost = ? AND name = ?");
+    let row = app
+        .db
+        .query_one_raw(crate::db::stmt(
+            app.db.get_database_backend(),
+            sql,
+            [q.vhost.as_str().into(), q.name.as_str().into()],
+        ))
+        .await?;
+    row.as_ref().map(Recorded::from_row).transpose()
 }
 
 /// `normal`, `warned`, `deleting` or `unknown`.

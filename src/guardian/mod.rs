@@ -251,17 +251,13 @@ impl Guardian {
     async fn broker_back(&self, run: &mut RunState) -> Result<(), GuardianError> {
         run.failures = 0;
         run.retry_at = None;
-        let down_since = self
-            .app
-            .db
-            .query_one_raw(stmt(
-                self.app.db.get_database_backend(),
-                "SELECT since FROM broker_status WHERE id = 1 AND reachable = ?",
-                [false.into()],
-            ))
-            .await?;
-        let Some(row) = down_since else { return Ok(()) };
-        let down_since: String = row.try_get("", "since")?;
+        let down_since = db::query_string(
+            &self.app.db,
+            "SELECT since FROM broker_status WHERE id = 1 AND reachable = ?",
+            [false.into()],
+        )
+        .await?;
+        let Some(down_since) = down_since else { return Ok(()) };
         tracing::info!(down_since = %down_since, "broker reachable again");
         let e = Event::BrokerRecovered(BrokerRecovered { down_since });
         self.app.record(vec![NewEvent::new(BROKER_STREAM, e, ACTOR)]).await?;

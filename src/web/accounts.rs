@@ -15,6 +15,7 @@ use crate::app::App;
 use crate::auth::{Action, Principal};
 use crate::db::stmt;
 use crate::web::error::{PageError, urlencode};
+use crate::web::see_other;
 use crate::web::session::SignedIn;
 use crate::web::views::layout::{self, Ctx};
 
@@ -224,10 +225,7 @@ pub async fn index(
 }
 
 fn done(message: &str) -> Response {
-    Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header("location", format!("/accounts?done={}", urlencode(message)))
-        .finish()
+    see_other(format!("/accounts?done={}", urlencode(message)))
 }
 
 /// Renders the page again with the error, for a person to fix.

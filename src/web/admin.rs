@@ -4,7 +4,7 @@
 use maud::{Markup, html};
 use poem::session::Session;
 use poem::web::{Data, Form, Query};
-use poem::{Response, handler, http::StatusCode};
+use poem::{Response, handler};
 use sea_orm::ConnectionTrait;
 use serde::Deserialize;
 
@@ -14,6 +14,7 @@ use crate::db::stmt;
 use crate::domain::Email;
 use crate::roles::{self, Role, RoleError};
 use crate::web::error::{PageError, urlencode};
+use crate::web::see_other;
 use crate::web::session::SignedIn;
 use crate::web::views::layout::{self, Ctx};
 
@@ -126,12 +127,7 @@ pub async fn change_role(
     Form(f): Form<RoleForm>,
 ) -> Result<Response, PageError> {
     who.require(Action::ManageRoles)?;
-    let back = |key: &str, msg: &str| {
-        Response::builder()
-            .status(StatusCode::SEE_OTHER)
-            .header("location", format!("/admin/users?{key}={}", urlencode(msg)))
-            .finish()
-    };
+    let back = |key: &str, msg: &str| see_other(format!("/admin/users?{key}={}", urlencode(msg)));
     let email = match Email::parse(&f.email) {
         Ok(e) => e,
         Err(why) => return Ok(back("error", &format!("{:?} {why}", f.email))),

@@ -5,7 +5,7 @@
 use maud::{Markup, html};
 use poem::session::Session;
 use poem::web::{Data, Query};
-use poem::{Body, IntoResponse, Request, Response, handler, http::StatusCode};
+use poem::{Body, IntoResponse, Request, Response, handler};
 use sea_orm::{ConnectionTrait, Value};
 use serde::Deserialize;
 
@@ -16,6 +16,7 @@ use crate::events::Event;
 use crate::events::store::{StoredEvent, Verification};
 use crate::web::error::PageError;
 use crate::web::queues::pretty;
+use crate::web::see_other;
 use crate::web::session::SignedIn;
 use crate::web::views::charts;
 use crate::web::views::layout::{self, Ctx};
@@ -269,10 +270,7 @@ pub async fn more(
 ) -> Result<Response, PageError> {
     who.require(Action::ViewAudit)?;
     if !req.headers().contains_key("hx-request") {
-        return Ok(Response::builder()
-            .status(StatusCode::SEE_OTHER)
-            .header("location", format!("/audit?{}", f.query(f.before)))
-            .finish());
+        return Ok(see_other(format!("/audit?{}", f.query(f.before))));
     }
     Ok(rows(&f, &page_of(app, &f).await?).into_response())
 }

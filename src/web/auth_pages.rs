@@ -12,15 +12,9 @@ use crate::auth::{self, email_link, oidc};
 use crate::domain::Email;
 use crate::events::kinds::SignInMethod;
 use crate::web::error::{PageError, urlencode};
+use crate::web::see_other;
 use crate::web::session::{self, MaybeSignedIn};
 use crate::web::views::layout::{self, Ctx};
-
-fn redirect(to: &str) -> Response {
-    Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header("location", to)
-        .finish()
-}
 
 #[derive(Deserialize)]
 pub struct NextQuery {
@@ -66,7 +60,7 @@ pub async fn sign_in_page(
 ) -> Response {
     let next = auth::safe_next(q.next.as_deref());
     if who.is_some() {
-        return redirect(next.as_deref().unwrap_or("/queues"));
+        return see_other(next.as_deref().unwrap_or("/queues"));
     }
     let ctx = Ctx::new(session, None, app, "signin");
     sign_in_form(&ctx, app, next.as_deref(), "", None).into_response()
@@ -157,7 +151,7 @@ pub async fn follow_link(
         .await
         .map_err(|e| PageError::Internal(e.to_string()))?;
     session::start(session, email.as_str());
-    Ok(redirect(
+    Ok(see_other(
         auth::safe_next(next.as_deref()).as_deref().unwrap_or("/queues"),
     ))
 }
@@ -189,7 +183,7 @@ pub async fn oidc_login(
         let to = next
             .map(|n| format!("/signin?next={}", urlencode(&n)))
             .unwrap_or_else(|| "/signin".into());
-        return Ok(redirect(&to));
+        return Ok(see_other(&to));
     }
     let p = provider(app).await?;
     let (url, pending) = p.start(next);
@@ -259,9 +253,9 @@ pub async fn oidc_callback(
         if let Err(e) = email_link::send(app, &email, pending.next.as_deref()).await {
             tracing::warn!(error = %e, "verification link not sent");
         }
-        return Ok(redirect("/me?verify=sent"));
+        return Ok(see_other("/me?verify=sent"));
     }
-    Ok(redirect(
+    Ok(see_other(
         auth::safe_next(pending.next.as_deref()).as_deref().unwrap_or("/queues"),
     ))
 }
@@ -270,7 +264,7 @@ pub async fn oidc_callback(
 pub async fn logout(session: &Session) -> Response {
     // Not `purge`: poem's removal cookie has no `Path=/`, so browsers would keep the session.
     session.clear();
-    redirect("/")
+    see_other("/")
 }
 
 /// Emails kept when no SMTP server is configured. Only this machine may look: the

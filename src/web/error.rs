@@ -6,6 +6,7 @@ use maud::html;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 
+use crate::web::see_other;
 use crate::web::views::layout;
 
 #[derive(Debug, thiserror::Error)]
@@ -111,10 +112,7 @@ impl IntoResponse for PageError {
                     .content_type("text/html; charset=utf-8")
                     .body(prompt.into_string());
             }
-            return Response::builder()
-                .status(StatusCode::SEE_OTHER)
-                .header("location", target)
-                .finish();
+            return see_other(target);
         }
         let (title, message) = self.explain();
         let body = layout::bare(

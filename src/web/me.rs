@@ -11,6 +11,7 @@ use crate::app::App;
 use crate::auth::{Principal, tokens};
 use crate::db::stmt;
 use crate::web::error::PageError;
+use crate::web::see_other;
 use crate::web::session::SignedIn;
 use crate::web::views::layout::{self, Ctx};
 
@@ -159,8 +160,5 @@ pub async fn revoke_token(
     if !tokens::revoke(app, &who, &id).await? {
         return Err(PageError::NotFound);
     }
-    Ok(Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header("location", "/me#tokens")
-        .finish())
+    Ok(see_other("/me#tokens"))
 }

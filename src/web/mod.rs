@@ -74,6 +74,14 @@ pub fn routes(app: App) -> impl poem::Endpoint {
         .data(app)
 }
 
+/// `303 See Other` to `to`: where a form's answer or a page moved to is.
+pub fn see_other(to: impl AsRef<str>) -> poem::Response {
+    poem::Response::builder()
+        .status(poem::http::StatusCode::SEE_OTHER)
+        .header("location", to.as_ref())
+        .finish()
+}
+
 /// Binds the configured address.
 pub async fn bind(app: &App) -> anyhow::Result<TcpAcceptor> {
     TcpListener::bind(app.config.bind)

@@ -23,6 +23,7 @@ use crate::events::store;
 use crate::guardian::observations::{self, Seen};
 use crate::queues::{self, QueueError, QueueView};
 use crate::web::error::{PageError, urlencode};
+use crate::web::see_other;
 use crate::web::session::SignedIn;
 use crate::web::views::charts::{self, Bands, count};
 use crate::web::views::layout::{self, Ctx};
@@ -346,10 +347,7 @@ pub async fn rows_partial(
 ) -> Result<Response, PageError> {
     if !req.headers().contains_key("hx-request") {
         let q = f.query(f.page);
-        return Ok(Response::builder()
-            .status(StatusCode::SEE_OTHER)
-            .header("location", format!("/queues?{q}"))
-            .finish());
+        return Ok(see_other(format!("/queues?{q}")));
     }
     let version = observations::version(&app.db).await?;
     let tag = etag(&version, &who, &f.query(f.page));
@@ -386,15 +384,21 @@ fn live(v: &QueueView, vhost: &str, name: &str) -> Markup {
 }
 
 /// One queue as last seen, if `who` may see it. Not-allowed and not-found look alike.
-async fn find(app: &App, who: &Principal, vhost: &str, name: &str) -> Result<(QueueRef, Option<QueueView>), PageError> {
+/// With what the guardian recorded about it (the default when nothing).
+async fn find(
+    app: &App,
+    who: &Principal,
+    vhost: &str,
+    name: &str,
+) -> Result<(QueueRef, Option<QueueView>, queues::Recorded), PageError> {
     let q = QueueRef::new(vhost, name);
     if !who.may(Action::ViewQueue { owner: q.owner_name() }) {
         return Err(PageError::NotFound);
     }
     let seen = queues::last_seen(app, &q).await?;
-    let recorded = queues::recorded(app).await?;
-    let view = seen.map(|s| queues::view(app, &s, recorded.get(vhost, name)));
-    Ok((q, view))
+    let rec = queues::recorded_one(app, &q).await?;
+    let view = seen.map(|s| queues::view(app, &s, rec.as_ref()));
+    Ok((q, view, rec.unwrap_or_default()))
 }
 
 #[derive(Default)]
@@ -410,7 +414,7 @@ async fn queue_page(
     name: &str,
     policy: PolicyForm<'_>,
 ) -> Result<Markup, PageError> {
-    let (q, view) = find(app, who, vhost, name).await?;
+    let (q, view, rec) = find(app, who, vhost, name).await?;
     let history = store::read_stream(&app.db, &q.stream()).await?;
     if view.is_none() && history.is_empty() {
         return Err(PageError::NotFound);
@@ -435,11 +439,6 @@ async fn queue_page(
         None => (None, None),
     };
     let c = &app.config;
-    let rec = queues::recorded(app)
-        .await?
-        .get(vhost, name)
-        .cloned()
-        .unwrap_or_default();
     Ok(layout::page(
         ctx,
         name,
@@ -551,10 +550,7 @@ pub async fn show_live(
     Path((vhost, name)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     if !req.headers().contains_key("hx-request") {
-        return Ok(Response::builder()
-            .status(StatusCode::SEE_OTHER)
-            .header("location", queue_path(&vhost, &name))
-            .finish());
+        return Ok(see_other(queue_path(&vhost, &name)));
     }
     let version = observations::version(&app.db).await?;
     let tag = etag(&version, &who, &format!("{vhost}\u{0}{name}"));
@@ -564,7 +560,7 @@ pub async fn show_live(
             .header("etag", tag)
             .finish());
     }
-    let (_, view) = find(app, &who, &vhost, &name).await?;
+    let (_, view, _) = find(app, &who, &vhost, &name).await?;
     match view {
         Some(v) => Ok(with_etag(live(&v, &vhost, &name), &tag)),
         None => Ok(
@@ -610,10 +606,7 @@ pub async fn delete(
         "/queues?done={}",
         urlencode(&format!("The queue {} was deleted.", q.name))
     );
-    Ok(Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header("location", to)
-        .finish())
+    Ok(see_other(to))
 }
 
 #[derive(Deserialize)]
@@ -650,10 +643,7 @@ pub async fn set_policy(
         )),
     };
     match result {
-        Ok(()) => Ok(Response::builder()
-            .status(StatusCode::SEE_OTHER)
-            .header("location", queue_path(&vhost, &name))
-            .finish()),
+        Ok(()) => Ok(see_other(queue_path(&vhost, &name))),
         Err(QueueError::Invalid(msg)) => {
             let ctx = Ctx::new(session, Some(who.clone()), app, "queues");
             let page = queue_page(app, &ctx, &who, &vhost, &name, PolicyForm { error: Some(&msg) }).await?;
