@@ -7,67 +7,20 @@
 
 use std::time::Instant;
 
+mod common;
+use common::BenchDb;
+
 use pulseguardian::events::kinds::{
     ApiTokenCreated, Depth, Event, QueueRecovered, QueueWarned, SignInMethod, UserSignedIn,
 };
 use pulseguardian::events::store::{self, NewEvent};
 use pulseguardian::{App, Config};
-use sea_orm::ConnectionTrait;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-struct Db {
-    url: String,
-    drop_mysql: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Db {
-    async fn new(mysql: bool) -> Db {
-        if mysql {
-            let name = format!("pgbench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-            let admin = sea_orm::Database::connect("mysql://root@127.0.0.1:3306/mysql")
-                .await
-                .expect("MariaDB");
-            admin
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            Db {
-                url: format!("mysql://root@127.0.0.1:3306/{name}"),
-                drop_mysql: Some(name),
-                _dir: None,
-            }
-        } else {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
-            Db {
-                url,
-                drop_mysql: None,
-                _dir: Some(dir),
-            }
-        }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(name) = &self.drop_mysql {
-            let _ = std::process::Command::new("mysql")
-                .args([
-                    "-h127.0.0.1",
-                    "-uroot",
-                    "-e",
-                    &format!("DROP DATABASE IF EXISTS {name}"),
-                ])
-                .output();
-        }
-    }
-}
-
-async fn app(db: &Db) -> App {
+async fn app(db: &BenchDb) -> App {
     let url = db.url.clone();
     let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).unwrap();
     App::start(config).await.unwrap()
@@ -128,7 +81,7 @@ fn event(n: usize) -> NewEvent {
 }
 
 async fn appends(name: &str, mysql: bool) {
-    let db = Db::new(mysql).await;
+    let db = BenchDb::new(mysql).await;
     let app = app(&db).await;
     let single = if mysql { 2000 } else { 5000 };
     let started = Instant::now();
@@ -158,7 +111,7 @@ async fn appends(name: &str, mysql: bool) {
 }
 
 async fn replay(name: &str, mysql: bool, events: usize) {
-    let db = Db::new(mysql).await;
+    let db = BenchDb::new(mysql).await;
     let app = app(&db).await;
     let started = Instant::now();
     let mut n = 0;
@@ -175,29 +128,13 @@ async fn replay(name: &str, mysql: bool, events: usize) {
     );
     app.db.close().await.ok();
 
-    let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = std::process::Command::new("/usr/bin/time")
-        .args(["-f", "%M %e"])
-        .arg(env!("CARGO_BIN_EXE_pulseguardian"))
-        .arg("replay")
-        .env("DATABASE_URL", &db.url)
-        .current_dir(dir.path())
-        .output()
-        .expect("/usr/bin/time (Debian package `time`)");
+    let peak = common::peak_memory_mib(&["replay"], &[("DATABASE_URL", &db.url)]);
     let wall = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "replay failed: {stderr}");
-    let peak_kib: f64 = stderr
-        .lines()
-        .last()
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
     println!(
         "replay {name}: {events} events in {wall:.1} s ({:.0} events/s), peak memory {:.1} MiB",
         events as f64 / wall,
-        peak_kib / 1024.0
+        peak
     );
 }
 

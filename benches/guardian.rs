@@ -5,6 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+use common::BenchDb;
+
 use futures::StreamExt;
 use pulseguardian::domain::encode_segment;
 use pulseguardian::events::kinds::{AccountCreated, Event};
@@ -71,44 +74,6 @@ async fn vhost_with_queues(n: usize) -> Vhost {
 }
 
 /// A database URL, the MariaDB database to drop, and the SQLite file's folder.
-struct Db(String, Option<String>, #[allow(dead_code)] Option<tempfile::TempDir>);
-
-async fn database(mysql: bool) -> Db {
-    if mysql {
-        let name = format!("pgbench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let admin = sea_orm::Database::connect("mysql://root@127.0.0.1:3306/mysql")
-            .await
-            .unwrap();
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        Db(format!("mysql://root@127.0.0.1:3306/{name}"), Some(name), None)
-    } else {
-        let dir = tempfile::tempdir().unwrap();
-        Db(
-            format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display()),
-            None,
-            Some(dir),
-        )
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(name) = &self.1 {
-            let _ = std::process::Command::new("mysql")
-                .args([
-                    "-h127.0.0.1",
-                    "-uroot",
-                    "-e",
-                    &format!("DROP DATABASE IF EXISTS {name}"),
-                ])
-                .output();
-        }
-    }
-}
-
 async fn questions(db: &sea_orm::DatabaseConnection) -> i64 {
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
@@ -122,8 +87,8 @@ async fn questions(db: &sea_orm::DatabaseConnection) -> i64 {
 }
 
 async fn run(queues: usize, vhost: &Vhost, mysql: bool) {
-    let db = database(mysql).await;
-    let env = [("DATABASE_URL", db.0.clone()), ("RABBIT_VHOSTS", vhost.0.clone())];
+    let db = BenchDb::new(mysql).await;
+    let env = [("DATABASE_URL", db.url.clone()), ("RABBIT_VHOSTS", vhost.0.clone())];
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
     let app = App::start(config).await.unwrap();
     let accounts = (0..50)
@@ -180,27 +145,9 @@ async fn run(queues: usize, vhost: &Vhost, mysql: bool) {
     );
     guardian.release().await;
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("/usr/bin/time")
-        .args(["-f", "%M %e"])
-        .arg(env!("CARGO_BIN_EXE_pulseguardian"))
-        .args(["guardian", "--once"])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let peak_kib: f64 = stderr
-        .lines()
-        .last()
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    println!(
-        "guardian {label} {queues} queues: `guardian --once` peak memory {:.1} MiB",
-        peak_kib / 1024.0
-    );
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let peak = common::peak_memory_mib(&["guardian", "--once"], &env);
+    println!("guardian {label} {queues} queues: `guardian --once` peak memory {peak:.1} MiB");
 }
 
 fn main() {
