@@ -75,7 +75,12 @@ pub enum AccountsCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the whole hash chain; exit 0 if intact, else print the first bad position.
-    Verify,
+    Verify {
+        /// `SEQ:HASH` the chain must have at SEQ (from a log line, an export or an
+        /// earlier verification); repeat for several. Finds a rewritten tail.
+        #[arg(long = "anchor")]
+        anchors: Vec<store::Anchor>,
+    },
     /// Write the event log to standard output, oldest first.
     Export {
         /// Only events after this position.
@@ -141,8 +146,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replay => replay(&app).await,
         Command::Audit {
-            command: AuditCommand::Verify,
-        } => verify(&app).await,
+            command: AuditCommand::Verify { anchors },
+        } => verify(&app, &anchors).await,
         Command::Audit {
             command: AuditCommand::Export { after, format },
         } => export(&app, after, format).await,
@@ -243,13 +248,17 @@ async fn replay(app: &App) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn verify(app: &App) -> anyhow::Result<ExitCode> {
-    let v = store::verify(&app.db).await?;
+async fn verify(app: &App, anchors: &[store::Anchor]) -> anyhow::Result<ExitCode> {
+    let v = store::verify(&app.db, anchors).await?;
     match v.first_bad {
         None => {
             println!(
-                "intact: {} events, hash chain verified up to seq {}",
-                v.intact, v.head_seq
+                "intact: {} events, hash chain verified up to seq {} ({} anchors checked); head {}:{}",
+                v.intact,
+                v.head_seq,
+                anchors.len(),
+                v.head_seq,
+                v.head_hash
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -118,3 +118,68 @@ pub async fn secret_key(db: &DatabaseConnection, configured: Option<&str>) -> Re
         .ok_or_else(|| DbErr::Custom("secret key missing after insert".into()))?;
     Ok(hex::decode(row.try_get_by_index::<String>(0)?).unwrap_or_default())
 }
+
+/// Whether a database error may go away when the same work is tried again: a lost or
+/// busy connection, a deadlock, a lock wait that timed out. Other errors (a value too
+/// long for its column, a broken constraint) come back on every retry.
+pub fn is_transient(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let runtime = match e {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(err) = runtime else {
+        return false;
+    };
+    match err.as_ref() {
+        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed | Sqlx::Tls(_) => true,
+        Sqlx::Database(d) => {
+            if let Some(m) = d.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
+                // Deadlock, lock wait timeout, too many connections, server shutting
+                // down, connection killed.
+                return matches!(m.number(), 1213 | 1205 | 1040 | 1053 | 1927 | 2006 | 2013);
+            }
+            // SQLite: BUSY and LOCKED, with their extended codes.
+            d.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `work` again (up to five times, after a short random pause) while it fails with
+/// a transient error. `work` must be safe to repeat: a whole transaction, or an append
+/// whose event ids make a second attempt a no-op.
+pub async fn retry<T, E, F, Fut>(what: &str, mut work: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display + Transient,
+{
+    let mut attempt = 0u32;
+    loop {
+        match work().await {
+            Err(e) if e.is_transient() && attempt < 5 => {
+                attempt += 1;
+                let pause = 10u64 * (1 << attempt) + rand::random::<u64>() % 40;
+                tracing::debug!(what, attempt, error = %e, "transient database error; trying again");
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An error that can say whether trying again may help.
+pub trait Transient {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for DbErr {
+    fn is_transient(&self) -> bool {
+        is_transient(self)
+    }
+}

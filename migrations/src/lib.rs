@@ -5,11 +5,16 @@
 
 pub use sea_orm_migration::prelude::*;
 
+pub use m0006_exact_names::{exact_collation, stream_key};
+
 mod m0001_event_log;
 mod m0002_read_models;
 mod m0003_guardian;
 mod m0004_account_status;
 mod m0005_observation_digest;
+mod m0006_exact_names;
+mod m0007_append_only;
+mod m0008_fencing;
 
 pub struct Migrator;
 
@@ -21,6 +26,9 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_guardian::Migration),
             Box::new(m0004_account_status::Migration),
             Box::new(m0005_observation_digest::Migration),
+            Box::new(m0006_exact_names::Migration),
+            Box::new(m0007_append_only::Migration),
+            Box::new(m0008_fencing::Migration),
         ]
     }
 }
@@ -36,4 +44,5 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "queues",
     "outbox",
     "broker_status",
+    "projection_failures",
 ];

@@ -62,9 +62,15 @@ impl App {
 
     /// Appends a batch and brings the read models up to date, so the person who acted
     /// reads their own write.
+    ///
+    /// Once the batch is in the log it is recorded, whatever follows: a projector that
+    /// cannot catch up now (the database is busy or gone for a moment) is logged, and the
+    /// scheduled catch-up applies the batch later.
     pub async fn record(&self, batch: Vec<NewEvent>) -> Result<Appended, RecordError> {
-        let appended = events::store::append(&self.db, batch).await?;
-        projections::catch_up(&self.db).await?;
+        let appended = crate::db::retry("append", || events::store::append(&self.db, batch.clone())).await?;
+        if let Err(e) = projections::catch_up(&self.db).await {
+            tracing::warn!(error = %e, "recorded, but the read models are not caught up yet; the projector retries");
+        }
         Ok(appended)
     }
 }
@@ -100,9 +106,14 @@ impl ChainStatus {
 
     /// Verifies the whole chain now and keeps the result.
     pub async fn refresh(&self, db: &impl sea_orm::ConnectionTrait) -> Result<Verification, sea_orm::DbErr> {
-        let v = store::verify(db).await?;
-        if let Some((seq, why)) = &v.first_bad {
-            tracing::error!(seq, why, "the event log's hash chain is broken");
+        let v = store::verify(db, &[]).await?;
+        match &v.first_bad {
+            Some((seq, why)) => tracing::error!(seq, why, "the event log's hash chain is broken"),
+            // The head in the log, outside the database: an anchor for `audit verify --anchor`.
+            None => tracing::info!(
+                anchor = %format!("{}:{}", v.head_seq, v.head_hash),
+                "hash chain intact up to the anchor"
+            ),
         }
         if let Ok(mut g) = self.0.lock() {
             *g = Some((crate::db::now(), v.clone()));

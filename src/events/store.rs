@@ -5,7 +5,7 @@
 //! commits later with a smaller `seq`. The head row also carries the last hash, so the
 //! chain is extended without reading the events table.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, Value};
 use serde_json::json;
@@ -165,8 +165,21 @@ pub enum AppendError {
     Db(#[from] DbErr),
 }
 
+impl crate::db::Transient for AppendError {
+    fn is_transient(&self) -> bool {
+        matches!(self, AppendError::Db(e) if crate::db::is_transient(e))
+    }
+}
+
 const COLUMNS: &str = "seq, id, stream, version, kind, schema_version, actor, correlation_id, \
                        causation_id, occurred_at, payload, prev_hash, hash";
+
+/// The fixed-size key a stream is looked up by: SHA-256 of its name, hex. A stream name
+/// can be 1,537 characters (two 255-byte names, percent-encoded), too long for a unique
+/// index on MySQL; its key always fits, and compares byte-exact on every backend.
+pub fn stream_key(stream: &str) -> String {
+    migrations::stream_key(stream)
+}
 
 /// Appends a batch in its own transaction.
 pub async fn append(db: &DatabaseConnection, batch: Vec<NewEvent>) -> Result<Appended, AppendError> {
@@ -252,13 +265,14 @@ pub async fn append_in(txn: &DatabaseTransaction, batch: Vec<NewEvent>) -> Resul
     }
 
     for chunk in stored.chunks(500) {
-        let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 13);
+        let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 14);
         for r in chunk {
             values.extend([
                 r.seq.into(),
                 r.id.clone().into(),
                 r.stream.clone().into(),
+                stream_key(&r.stream).into(),
                 r.version.into(),
                 r.kind.clone().into(),
                 r.schema.into(),
@@ -273,7 +287,10 @@ pub async fn append_in(txn: &DatabaseTransaction, batch: Vec<NewEvent>) -> Resul
         }
         txn.execute_raw(stmt(
             backend,
-            format!("INSERT INTO events ({COLUMNS}) VALUES {placeholders}"),
+            format!(
+                "INSERT INTO events (seq, id, stream, stream_key, version, kind, schema_version, actor, \
+                 correlation_id, causation_id, occurred_at, payload, prev_hash, hash) VALUES {placeholders}"
+            ),
             values,
         ))
         .await?;
@@ -309,19 +326,25 @@ async fn stream_versions<'a>(
     txn: &DatabaseTransaction,
     streams: impl Iterator<Item = &'a str>,
 ) -> Result<BTreeMap<String, i64>, DbErr> {
-    let streams: Vec<String> = streams.map(str::to_owned).collect::<HashSet<_>>().into_iter().collect();
+    let by_key: HashMap<String, String> = streams.map(|s| (stream_key(s), s.to_owned())).collect();
+    let keys: Vec<&String> = by_key.keys().collect();
     let mut versions = BTreeMap::new();
-    for chunk in streams.chunks(500) {
+    for chunk in keys.chunks(500) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let rows = txn
             .query_all_raw(stmt(
                 txn.get_database_backend(),
-                format!("SELECT stream, MAX(version) FROM events WHERE stream IN ({marks}) GROUP BY stream"),
-                chunk.iter().map(|s| Value::from(s.clone())),
+                format!(
+                    "SELECT stream_key, MAX(version) FROM events WHERE stream_key IN ({marks}) GROUP BY stream_key"
+                ),
+                chunk.iter().map(|k| Value::from(k.as_str())),
             ))
             .await?;
         for row in rows {
-            versions.insert(row.try_get_by_index::<String>(0)?, row.try_get_by_index::<i64>(1)?);
+            let key = row.try_get_by_index::<String>(0)?;
+            if let Some(stream) = by_key.get(&key) {
+                versions.insert(stream.clone(), row.try_get_by_index::<i64>(1)?);
+            }
         }
     }
     Ok(versions)
@@ -344,8 +367,8 @@ pub async fn read_stream(db: &impl ConnectionTrait, stream: &str) -> Result<Vec<
     let rows = db
         .query_all_raw(stmt(
             db.get_database_backend(),
-            format!("SELECT {COLUMNS} FROM events WHERE stream = ? ORDER BY version"),
-            [stream.into()],
+            format!("SELECT {COLUMNS} FROM events WHERE stream_key = ? ORDER BY version"),
+            [stream_key(stream).into()],
         ))
         .await?;
     rows.iter().map(StoredEvent::from_row).collect()
@@ -353,7 +376,12 @@ pub async fn read_stream(db: &impl ConnectionTrait, stream: &str) -> Result<Vec<
 
 /// The current version of a stream (0 when it has no events).
 pub async fn stream_version(db: &impl ConnectionTrait, stream: &str) -> Result<i64, DbErr> {
-    db::query_i64(db, "SELECT MAX(version) FROM events WHERE stream = ?", [stream.into()]).await
+    db::query_i64(
+        db,
+        "SELECT MAX(version) FROM events WHERE stream_key = ?",
+        [stream_key(stream).into()],
+    )
+    .await
 }
 
 /// The position of the last appended event (0 for an empty log).
@@ -361,39 +389,94 @@ pub async fn head_seq(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
     db::query_i64(db, "SELECT seq FROM event_head WHERE id = 1", []).await
 }
 
-/// The outcome of checking the whole hash chain.
+/// The outcome of checking the hash chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
     /// How many events were checked and found intact.
     pub intact: i64,
-    /// The head position the log claims.
+    /// The head the log claimed when the check began: it checks up to there, so events
+    /// appended during the walk are left for the next check, never taken for tampering.
     pub head_seq: i64,
+    pub head_hash: String,
     /// The first position where the chain breaks, and why.
     pub first_bad: Option<(i64, String)>,
 }
 
-/// Walks the log in `seq` order, page by page, recomputing every hash.
-pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, DbErr> {
-    let backend = db.get_database_backend();
-    let head = db
-        .query_one_raw(stmt(backend, "SELECT seq, hash FROM event_head WHERE id = 1", []))
+/// A position and the hash the chain must have there, known from outside the database
+/// (a log line, an export, an earlier verification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    /// `SEQ:HASH`, as `audit verify` and the exports print it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (seq, hash) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?} is not SEQ:HASH (for example 120:3fa4...)"))?;
+        let seq = seq
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("{seq:?} is not a position (a whole number from 1)"))?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("{hash:?} is not a SHA-256 hash (64 hex digits)"));
+        }
+        Ok(Anchor { seq, hash })
+    }
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+/// The head the log claims now: its position and hash.
+pub async fn head(db: &impl ConnectionTrait) -> Result<Anchor, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "SELECT seq, hash FROM event_head WHERE id = 1",
+            [],
+        ))
         .await?
         .ok_or_else(|| DbErr::Custom("event_head row missing: run `pulseguardian migrate`".into()))?;
-    let head_seq: i64 = head.try_get("", "seq")?;
-    let head_hash: String = head.try_get("", "hash")?;
+    Ok(Anchor {
+        seq: row.try_get("", "seq")?,
+        hash: row.try_get("", "hash")?,
+    })
+}
+
+/// Walks the log in `seq` order up to the head read at the start, page by page,
+/// recomputing every hash, and checks the anchors given.
+pub async fn verify(db: &impl ConnectionTrait, anchors: &[Anchor]) -> Result<Verification, DbErr> {
+    let Anchor {
+        seq: head_seq,
+        hash: head_hash,
+    } = head(db).await?;
     let mut prev_hash = hash::GENESIS.to_owned();
     let mut expected_seq = 1;
     let fail = |intact: i64, seq: i64, why: String| Verification {
         intact,
         head_seq,
+        head_hash: head_hash.clone(),
         first_bad: Some((seq, why)),
     };
-    loop {
-        let page = read_after(db, expected_seq - 1, 5000).await?;
+    let anchor_at: HashMap<i64, &str> = anchors.iter().map(|a| (a.seq, a.hash.as_str())).collect();
+    while expected_seq <= head_seq {
+        let limit = (head_seq - expected_seq + 1).min(5000);
+        let page = read_after_with_keys(db, expected_seq - 1, limit).await?;
         if page.is_empty() {
             break;
         }
-        for e in &page {
+        for (e, key) in &page {
             let intact = expected_seq - 1;
             if e.seq != expected_seq {
                 return Ok(fail(intact, expected_seq, format!("event {expected_seq} is missing")));
@@ -411,6 +494,18 @@ pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, DbErr> {
                     intact,
                     e.seq,
                     "the stored fields do not match the stored hash".into(),
+                ));
+            }
+            if *key != stream_key(&e.stream) {
+                return Ok(fail(intact, e.seq, "its stream key does not match its stream".into()));
+            }
+            if let Some(anchored) = anchor_at.get(&e.seq)
+                && *anchored != e.hash
+            {
+                return Ok(fail(
+                    intact,
+                    e.seq,
+                    format!("its hash is not the anchored one ({anchored}): the log was rewritten"),
                 ));
             }
             prev_hash = computed;
@@ -432,9 +527,35 @@ pub async fn verify(db: &impl ConnectionTrait) -> Result<Verification, DbErr> {
             "the head hash does not match the last event".into(),
         ));
     }
+    if let Some(beyond) = anchors.iter().filter(|a| a.seq > head_seq).map(|a| a.seq).min() {
+        return Ok(fail(
+            intact,
+            beyond,
+            format!("the log ends at {head_seq}, before the anchored position {beyond}: events were removed"),
+        ));
+    }
     Ok(Verification {
         intact,
         head_seq,
+        head_hash,
         first_bad: None,
     })
+}
+
+/// Like [`read_after`], with each event's stored stream key.
+async fn read_after_with_keys(
+    db: &impl ConnectionTrait,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<(StoredEvent, String)>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            format!("SELECT {COLUMNS}, stream_key FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+            [after.into(), limit.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((StoredEvent::from_row(r)?, r.try_get::<String>("", "stream_key")?)))
+        .collect()
 }

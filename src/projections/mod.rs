@@ -25,6 +25,12 @@ pub enum ProjectionError {
     Decode { seq: i64, source: DecodeError },
 }
 
+impl crate::db::Transient for ProjectionError {
+    fn is_transient(&self) -> bool {
+        matches!(self, ProjectionError::Db(e) if crate::db::is_transient(e))
+    }
+}
+
 /// Applies every event not yet applied; returns how many it applied.
 pub async fn catch_up(db: &DatabaseConnection) -> Result<u64, ProjectionError> {
     let mut total = 0;
@@ -38,7 +44,22 @@ pub async fn catch_up(db: &DatabaseConnection) -> Result<u64, ProjectionError> {
 }
 
 /// Applies at most `limit` events in one transaction; returns how many.
+///
+/// An event that cannot be applied (it cannot be decoded, or the database refuses what
+/// it would write) does not stop the projector: the batch is applied again one event at
+/// a time, that event is recorded in `projection_failures` and logged as an error, and
+/// every other event is applied. A transient error (a lost connection, a deadlock) is
+/// retried, then returned, and nothing of the batch is applied.
 pub async fn step(db: &DatabaseConnection, limit: u64) -> Result<u64, ProjectionError> {
+    use crate::db::Transient;
+    match db::retry("projector step", || apply_batch(db, limit, false)).await {
+        Err(e) if !e.is_transient() => db::retry("projector step", || apply_batch(db, limit, true)).await,
+        other => other,
+    }
+}
+
+async fn apply_batch(db: &DatabaseConnection, limit: u64, isolate: bool) -> Result<u64, ProjectionError> {
+    use crate::db::Transient;
     let txn = db::begin_write(db).await?;
     let checkpoint = lock_checkpoint(&txn).await?;
     let events = store::read_after(&txn, checkpoint, limit).await?;
@@ -47,7 +68,19 @@ pub async fn step(db: &DatabaseConnection, limit: u64) -> Result<u64, Projection
         return Ok(0);
     };
     for e in &events {
-        apply(&txn, e).await?;
+        if !isolate {
+            apply(&txn, e).await?;
+            continue;
+        }
+        let savepoint = sea_orm::TransactionTrait::begin(&txn).await?;
+        match apply(&savepoint, e).await {
+            Ok(()) => savepoint.commit().await?,
+            Err(err) if err.is_transient() => return Err(err),
+            Err(err) => {
+                savepoint.rollback().await?;
+                record_failure(&txn, e, &err).await?;
+            }
+        }
     }
     exec(
         &txn,
@@ -57,6 +90,41 @@ pub async fn step(db: &DatabaseConnection, limit: u64) -> Result<u64, Projection
     .await?;
     txn.commit().await?;
     Ok(events.len() as u64)
+}
+
+/// Keeps the event the projector could not apply, once, and says so loudly.
+async fn record_failure(txn: &DatabaseTransaction, e: &StoredEvent, err: &ProjectionError) -> Result<(), DbErr> {
+    tracing::error!(seq = e.seq, kind = %e.kind, error = %err, "the projector cannot apply this event: skipped it and goes on; see projection_failures");
+    ::metrics::counter!("pulseguardian_projection_failures_total").increment(1);
+    let sql = format!(
+        "{} projection_failures (seq, kind, error, failed_at) VALUES (?, ?, ?, ?)",
+        insert_ignore(txn.get_database_backend())
+    );
+    exec(
+        txn,
+        &sql,
+        [
+            e.seq.into(),
+            e.kind.as_str().into(),
+            err.to_string().into(),
+            db::now().into(),
+        ],
+    )
+    .await
+}
+
+/// The events the projector could not apply: (seq, kind, error), oldest first.
+pub async fn failures(db: &impl ConnectionTrait) -> Result<Vec<(i64, String, String)>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            "SELECT seq, kind, error FROM projection_failures ORDER BY seq",
+            [],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("", "seq")?, r.try_get("", "kind")?, r.try_get("", "error")?)))
+        .collect()
 }
 
 /// The position of the last applied event.
@@ -86,20 +154,12 @@ pub async fn reset(db: &DatabaseConnection) -> Result<(), DbErr> {
     txn.commit().await
 }
 
+/// Locks the checkpoint row (made by the migrations) for this transaction: projectors
+/// take turns on it.
 async fn lock_checkpoint(txn: &DatabaseTransaction) -> Result<i64, DbErr> {
-    let backend = txn.get_database_backend();
-    exec(
-        txn,
-        &format!(
-            "{} projection_checkpoints (name, seq) VALUES (?, 0)",
-            insert_ignore(backend)
-        ),
-        [CHECKPOINT.into()],
-    )
-    .await?;
     let sql = format!(
         "SELECT seq FROM projection_checkpoints WHERE name = ?{}",
-        db::for_update(backend)
+        db::for_update(txn.get_database_backend())
     );
     db::query_i64(txn, &sql, [CHECKPOINT.into()]).await
 }
