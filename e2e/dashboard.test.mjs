@@ -196,7 +196,10 @@ test('dashboard: sign in, account, live gauge, delete, audit', { timeout: 120_00
     const link = body.match(new RegExp(`${esc}/auth/email/[A-Za-z0-9_\\-.~%]+`))?.[0];
     assert.ok(link, `a sign-in link in:\n${body}`);
 
+    // Opening the link asks to confirm (a GET signs nobody in); the button does.
     await page.goto(link);
+    await page.getByText(`You are signing in as ${ADMIN}`).waitFor();
+    await Promise.all([page.waitForURL(`${server.url}/queues`), page.click('button:has-text("Sign in")')]);
     assert.equal(new URL(page.url()).pathname, '/queues');
     await page.locator(`.nav-user .user-email:has-text("${ADMIN}")`).waitFor();
     await page.locator('.nav-user .badge:has-text("admin")').waitFor();

@@ -104,6 +104,8 @@ pub struct Config {
     pub admin_emails: Vec<String>,
     pub auditor_emails: Vec<String>,
     pub log_format: LogFormat,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://pulseguardian.db?mode=rwc";
@@ -216,9 +218,10 @@ impl Config {
         let guardian_dry_run = parse_bool("GUARDIAN_DRY_RUN", get("GUARDIAN_DRY_RUN"))?.unwrap_or(false);
 
         let reserved_users_regex = match get("RESERVED_USERS_REGEX") {
-            // Anchored at both ends: the original's `re.match` anchored only the start.
+            // Anchored at the start only, like the original's Python `re.match`: an
+            // operator's `taskcluster-` reserves `taskcluster-foo`.
             Some(pattern) => Some(
-                Regex::new(&format!("^(?:{pattern})$"))
+                Regex::new(&format!("^(?:{pattern})"))
                     .map_err(|e| bad("RESERVED_USERS_REGEX", format!("not a valid regular expression: {e}")))?,
             ),
             None => None,
@@ -266,6 +269,7 @@ impl Config {
             Some("json") => LogFormat::Json,
             Some(other) => return Err(bad("LOG_FORMAT", format!("must be `pretty` or `json`, got {other:?}"))),
         };
+        let trusted_proxies = parse_proxies(get("TRUSTED_PROXIES"))?;
 
         Ok(Config {
             database_url,
@@ -291,6 +295,7 @@ impl Config {
             admin_emails,
             auditor_emails,
             log_format,
+            trusted_proxies,
         })
     }
 
@@ -314,14 +319,28 @@ fn parse_http_url(var: &'static str, value: Option<&str>, default: &str) -> Resu
 
 fn parse_count(var: &'static str, value: Option<String>) -> Result<Option<u64>, ConfigError> {
     value
-        .map(|v| {
-            v.replace('_', "")
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| bad(var, format!("must be a positive whole number of messages, got {v:?}")))
-        })
+        .map(|v| crate::domain::parse_size(&v).map_err(|why| bad(var, format!("{why}, got {v:?}"))))
         .transpose()
+}
+
+/// `TRUSTED_PROXIES`: addresses (`10.0.0.7`, `::1`) or networks (`10.0.0.0/8`).
+fn parse_proxies(value: Option<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    bad(
+                        "TRUSTED_PROXIES",
+                        format!("{p:?} is not an IP address or a network such as 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn parse_bool(var: &'static str, value: Option<String>) -> Result<Option<bool>, ConfigError> {
@@ -497,12 +516,36 @@ mod tests {
     }
 
     #[test]
-    fn reserved_regex_is_anchored_at_both_ends() {
-        let c = with(&[("RESERVED_USERS_REGEX", "taskcluster-.*|admin")]).unwrap();
+    fn reserved_regex_matches_from_the_start_like_pythons_re_match() {
+        let c = with(&[("RESERVED_USERS_REGEX", "taskcluster-|admin$")]).unwrap();
         let re = c.reserved_users_regex.unwrap();
         assert!(re.is_match("taskcluster-queue"));
         assert!(re.is_match("admin"));
         assert!(!re.is_match("administrator"));
         assert!(!re.is_match("my-taskcluster-x"));
+        // The original's own test case.
+        let c = with(&[("RESERVED_USERS_REGEX", "rese[r]ved")]).unwrap();
+        assert!(c.reserved_users_regex.unwrap().is_match("reserved-name"));
+    }
+
+    #[test]
+    fn sizes_beyond_the_database_range_are_refused() {
+        let e = with(&[("DEL_QUEUE_SIZE", "18446744073709551615")]).unwrap_err();
+        assert_eq!(e.var, "DEL_QUEUE_SIZE");
+        assert!(with(&[("DEL_QUEUE_SIZE", "9223372036854775807")]).is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let c = with(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")]).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 3);
+        assert!(c.trusted_proxies[0].contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap()));
+        for bad in ["10.0.0.0/33", "proxy.example", "10.0.0.1/8/2"] {
+            assert_eq!(
+                with(&[("TRUSTED_PROXIES", bad)]).unwrap_err().var,
+                "TRUSTED_PROXIES",
+                "{bad}"
+            );
+        }
     }
 }

@@ -32,8 +32,18 @@ pub async fn last_seen(app: &App, q: &QueueRef) -> Result<Option<observations::S
         .find(|s| s.vhost == q.vhost && s.name == q.name))
 }
 
-/// Deletes a queue on a person's request and records it.
+/// Whether the guardian guards this vhost (`RABBIT_VHOSTS`). People act only on queues
+/// of guarded vhosts: the broker user PulseGuardian acts with may reach others.
+pub fn guarded(app: &App, vhost: &str) -> bool {
+    app.config.rabbit_vhosts.iter().any(|v| v == vhost)
+}
+
+/// Deletes a queue on a person's request and records it. A queue of a vhost that is not
+/// guarded is, to PulseGuardian, not there.
 pub async fn delete(app: &App, who: &Principal, q: &QueueRef) -> Result<(), QueueError> {
+    if !guarded(app, &q.vhost) {
+        return Err(QueueError::NotFound);
+    }
     let messages = last_seen(app, q).await?.and_then(|s| s.messages);
     match app.broker.delete_queue(&q.vhost, &q.name).await? {
         Deleted::NotFound => Err(QueueError::NotFound),
@@ -73,6 +83,9 @@ pub async fn set_policy(
     warn_size: Option<u64>,
     del_size: Option<u64>,
 ) -> Result<(), QueueError> {
+    if !guarded(app, &q.vhost) {
+        return Err(QueueError::NotFound);
+    }
     let warn = warn_size.unwrap_or(app.config.warn_queue_size);
     let del = del_size.unwrap_or(app.config.del_queue_size);
     if warn >= del {

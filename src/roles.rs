@@ -34,6 +34,9 @@ impl Role {
 pub enum RoleError {
     #[error("{0} is the last admin and cannot lose the role")]
     LastAdmin(Email),
+    /// The role comes from the configuration and would come back at the next sign-in.
+    #[error("{email} has this role from {var}: remove the address from {var} (and restart) instead")]
+    FromConfig { email: Email, var: &'static str },
     #[error(transparent)]
     Record(#[from] RecordError),
     #[error("database: {0}")]
@@ -78,6 +81,16 @@ pub async fn grant(app: &App, email: &Email, role: Role, actor: &str) -> Result<
 }
 
 pub async fn revoke(app: &App, email: &Email, role: Role, actor: &str) -> Result<Change, RoleError> {
+    let (var, list) = match role {
+        Role::Admin => ("ADMIN_EMAILS", &app.config.admin_emails),
+        Role::Auditor => ("AUDITOR_EMAILS", &app.config.auditor_emails),
+    };
+    if list.iter().any(|e| e == email.as_str()) {
+        return Err(RoleError::FromConfig {
+            email: email.clone(),
+            var,
+        });
+    }
     let version = current_version(app).await?;
     if !has_role(&app.db, email, role).await? {
         return Ok(Change::AlreadySo);

@@ -81,7 +81,11 @@ pub fn permissions(name: &str) -> Permissions {
     }
 }
 
-/// Splits a list of emails (commas, spaces or new lines), lower-cased, without repeats.
+/// The most owners an account can have.
+pub const MAX_OWNERS: usize = 20;
+
+/// Splits a list of emails (commas, spaces or new lines), lower-cased, without repeats;
+/// at least one and at most [`MAX_OWNERS`].
 pub fn parse_owners(raw: &str) -> Result<Vec<String>, FieldError> {
     let mut out = BTreeSet::new();
     let mut bad = Vec::new();
@@ -106,6 +110,12 @@ pub fn parse_owners(raw: &str) -> Result<Vec<String>, FieldError> {
         return Err(FieldError {
             field: "owners",
             message: "an account needs at least one owner".into(),
+        });
+    }
+    if out.len() > MAX_OWNERS {
+        return Err(FieldError {
+            field: "owners",
+            message: format!("an account has at most {MAX_OWNERS} owners ({} given)", out.len()),
         });
     }
     Ok(out.into_iter().collect())
@@ -156,6 +166,11 @@ pub async fn owners_of(db: &impl ConnectionTrait, name: &str) -> Result<Option<V
 
 /// Creates a RabbitMQ account: the user with its password and permissions on every
 /// guarded vhost, owned by `owners`. `actor` is `user:<email>` or `cli`.
+///
+/// Every append states the stream version it follows, so this request and
+/// reconciliation (which finishes intents that look abandoned) never both decide the
+/// outcome: whichever appends second finds a conflict and leaves the outcome to the
+/// first.
 pub async fn create(
     app: &App,
     actor: &str,
@@ -194,9 +209,12 @@ pub async fn create(
     let Some(name) = name.filter(|_| errors.is_empty()) else {
         return Err(AccountError::Invalid(errors));
     };
+    let by = actor.strip_prefix("user:").unwrap_or(actor);
+    check_owner_emails(app, actor, owners.iter().filter(|o| *o != by).count())?;
+    let taken = || invalid("name", "an account with this name already exists");
     let version = store::stream_version(&app.db, &stream(name.as_str())).await?;
     if owners_of(&app.db, name.as_str()).await?.is_some() {
-        return Err(invalid("name", "an account with this name already exists"));
+        return Err(taken());
     }
     if app.broker.user_exists(name.as_str()).await? {
         return Err(invalid("name", "a RabbitMQ user with this name already exists"));
@@ -213,25 +231,61 @@ pub async fn create(
     )
     .expect(Expected::Exact(version));
     let intent_id = intent.id;
-    app.record(vec![intent]).await?;
+    match app.record(vec![intent]).await {
+        // Someone started the same name at the same moment.
+        Err(RecordError::Append(AppendError::Conflict { .. })) => return Err(taken()),
+        other => other?,
+    };
+    let after_intent = version + 1;
     crate::app::fault_point("after-account-intent");
 
     if let Err(e) = create_user(app, name.as_str(), password, &vhosts).await {
-        // Undo what RabbitMQ has, then record the failure: nothing is left half made.
-        let _ = app.broker.delete_user(name.as_str()).await;
+        // Undo what RabbitMQ has, then record the failure; if the undo failed too, the
+        // account stays until reconciliation has removed the user.
+        let user_removed = app.broker.delete_user(name.as_str()).await.is_ok();
         let failed = Event::AccountCreationFailed(AccountCreationFailed {
             name: name.to_string(),
             error: e.to_string(),
+            user_removed,
         });
-        app.record(vec![
-            NewEvent::new(stream(name.as_str()), failed, actor).caused_by(intent_id, None),
-        ])
-        .await?;
+        let failed = NewEvent::new(stream(name.as_str()), failed, actor)
+            .caused_by(intent_id, None)
+            .expect(Expected::Exact(after_intent));
+        match app.record(vec![failed]).await {
+            Ok(_) | Err(RecordError::Append(AppendError::Conflict { .. })) => {}
+            Err(other) => return Err(other.into()),
+        }
         return Err(e.into());
     }
     crate::app::fault_point("after-rabbit-user");
-    complete_creation(app, name.as_str(), owners, vhosts, actor, Some(intent_id)).await?;
-    Ok(name)
+    let outcome = complete_creation(app, name.as_str(), owners, vhosts, actor, Some(intent_id), after_intent).await;
+    match outcome {
+        Err(AccountError::Conflict) => settle_late_creation(app, name.as_str(), actor).await.map(|()| name),
+        other => other.map(|()| name),
+    }
+}
+
+/// This request made the user, but reconciliation had decided the creation first (the
+/// request took longer than its grace period). If it completed the account, all is
+/// well; if it gave the creation up, the user this request made is removed again.
+async fn settle_late_creation(app: &App, name: &str, actor: &str) -> Result<(), AccountError> {
+    let events = store::read_stream(&app.db, &stream(name)).await?;
+    if events.last().is_some_and(|e| e.kind == "AccountCreated") {
+        return Ok(());
+    }
+    let user_removed = app.broker.delete_user(name).await.is_ok();
+    if !user_removed {
+        let failed = Event::AccountCreationFailed(AccountCreationFailed {
+            name: name.to_owned(),
+            error: "the creation was given up while RabbitMQ was still making the user".into(),
+            user_removed,
+        });
+        app.record(vec![NewEvent::new(stream(name), failed, actor)]).await?;
+    }
+    Err(invalid(
+        "name",
+        "RabbitMQ took too long, so the account was not created; try again",
+    ))
 }
 
 async fn create_user(app: &App, name: &str, password: &str, vhosts: &[String]) -> Result<(), BrokerError> {
@@ -242,6 +296,31 @@ async fn create_user(app: &App, name: &str, password: &str, vhosts: &[String]) -
     Ok(())
 }
 
+/// How many owner-added emails one person may cause in an hour: adding owners emails
+/// each of them, which must not make PulseGuardian a way to send mail to anyone.
+pub const OWNER_EMAILS_PER_HOUR: u32 = 40;
+
+fn check_owner_emails(app: &App, actor: &str, new_owners: usize) -> Result<(), AccountError> {
+    let Some(n) = std::num::NonZeroU32::new(new_owners as u32) else {
+        return Ok(());
+    };
+    if app
+        .auth
+        .owner_emails
+        .check_key_n(&actor.to_owned(), n)
+        .is_ok_and(|r| r.is_ok())
+    {
+        return Ok(());
+    }
+    Err(invalid(
+        "owners",
+        format!(
+            "you added too many owners recently (each gets an email; at most {OWNER_EMAILS_PER_HOUR} an hour): \
+             try again later"
+        ),
+    ))
+}
+
 async fn complete_creation(
     app: &App,
     name: &str,
@@ -249,6 +328,7 @@ async fn complete_creation(
     vhosts: Vec<String>,
     actor: &str,
     cause: Option<uuid::Uuid>,
+    version: i64,
 ) -> Result<(), AccountError> {
     let mut created = NewEvent::new(
         stream(name),
@@ -258,7 +338,8 @@ async fn complete_creation(
             vhosts,
         }),
         actor,
-    );
+    )
+    .expect(Expected::Exact(version));
     if let Some(cause) = cause {
         created = created.caused_by(cause, None);
     }
@@ -317,6 +398,7 @@ pub async fn change_owners(app: &App, actor: &str, name: &str, owners_raw: &str)
     if added.is_empty() && removed.is_empty() {
         return Ok(owners);
     }
+    check_owner_emails(app, actor, added.len())?;
     let changed = NewEvent::new(
         stream(name),
         Event::AccountOwnersChanged(AccountOwnersChanged {
@@ -359,21 +441,32 @@ pub async fn delete(app: &App, actor: &str, name: &str) -> Result<(), AccountErr
     .expect(Expected::Exact(version));
     let intent_id = intent.id;
     app.record(vec![intent]).await?;
-    finish_deletion(app, name, actor, Some(intent_id)).await
+    finish_deletion(app, name, actor, Some(intent_id), version + 1).await
 }
 
-async fn finish_deletion(app: &App, name: &str, actor: &str, cause: Option<uuid::Uuid>) -> Result<(), AccountError> {
+/// Deletes the user, then records the account deleted after `version`; a conflict means
+/// someone else (reconciliation, or this request) recorded it first.
+async fn finish_deletion(
+    app: &App,
+    name: &str,
+    actor: &str,
+    cause: Option<uuid::Uuid>,
+    version: i64,
+) -> Result<(), AccountError> {
     app.broker.delete_user(name).await?;
     let mut deleted = NewEvent::new(
         stream(name),
         Event::AccountDeleted(AccountDeleted { name: name.to_owned() }),
         actor,
-    );
+    )
+    .expect(Expected::Exact(version));
     if let Some(cause) = cause {
         deleted = deleted.caused_by(cause, None);
     }
-    app.record(vec![deleted]).await?;
-    Ok(())
+    match app.record(vec![deleted]).await {
+        Ok(_) | Err(RecordError::Append(AppendError::Conflict { .. })) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What reconciliation did.
@@ -384,15 +477,20 @@ pub struct Reconciled {
     pub deleted: Vec<String>,
 }
 
-/// Finishes the account intents a crash interrupted, if they are older than `grace`
-/// (younger ones may still be in progress in another request).
+/// How long an account change may be in progress before reconciliation finishes it.
+pub const RECONCILE_GRACE: chrono::Duration = chrono::Duration::seconds(20);
+
+/// Finishes the account intents a crash (or a failure half-way) left, if they are older
+/// than `grace` (younger ones may still be in progress in another request): a creation
+/// whose user exists is completed, one whose user does not is given up, and an account
+/// being deleted (or whose failed creation left a user) loses its user and is deleted.
 pub async fn reconcile(app: &App, grace: chrono::Duration) -> Result<Reconciled, AccountError> {
     let cutoff = db::timestamp(chrono::Utc::now() - grace);
     let rows = app
         .db
         .query_all_raw(stmt(
             app.db.get_database_backend(),
-            "SELECT name, status, created_by FROM accounts WHERE status <> 'active' AND created_at <= ?",
+            "SELECT name, status FROM accounts WHERE status <> 'active' AND created_at <= ?",
             [cutoff.into()],
         ))
         .await?;
@@ -400,9 +498,11 @@ pub async fn reconcile(app: &App, grace: chrono::Duration) -> Result<Reconciled,
     for row in rows {
         let name: String = row.try_get("", "name")?;
         let status: String = row.try_get("", "status")?;
-        let actor = actor_of_intent(app, &name).await?;
+        let events = store::read_stream(&app.db, &stream(&name)).await?;
+        let version = events.last().map(|e| e.version).unwrap_or(0);
+        let actor = events.last().map(|e| e.actor.clone()).unwrap_or_else(|| "cli".into());
         if status == "deleting" {
-            finish_deletion(app, &name, &actor, None).await?;
+            finish_deletion(app, &name, &actor, None, version).await?;
             done.deleted.push(name);
             continue;
         }
@@ -412,29 +512,29 @@ pub async fn reconcile(app: &App, grace: chrono::Duration) -> Result<Reconciled,
             for vhost in &vhosts {
                 app.broker.set_permissions(vhost, &name, &permissions(&name)).await?;
             }
-            complete_creation(app, &name, owners, vhosts, &actor, None).await?;
-            done.completed.push(name);
+            match complete_creation(app, &name, owners, vhosts, &actor, None, version).await {
+                Ok(()) => done.completed.push(name),
+                Err(AccountError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
         } else {
             let failed = Event::AccountCreationFailed(AccountCreationFailed {
                 name: name.clone(),
                 error: "interrupted before the RabbitMQ user was created".into(),
+                user_removed: true,
             });
-            app.record(vec![NewEvent::new(stream(&name), failed, actor.as_str())])
-                .await?;
-            done.abandoned.push(name);
+            let failed = NewEvent::new(stream(&name), failed, actor.as_str()).expect(Expected::Exact(version));
+            match app.record(vec![failed]).await {
+                Ok(_) => done.abandoned.push(name),
+                Err(RecordError::Append(AppendError::Conflict { .. })) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     if done != Reconciled::default() {
         tracing::info!(?done, "finished interrupted account changes");
     }
     Ok(done)
-}
-
-/// The actor of the latest event of the account's stream: the person whose intent is
-/// being finished.
-async fn actor_of_intent(app: &App, name: &str) -> Result<String, sea_orm::DbErr> {
-    let events = store::read_stream(&app.db, &stream(name)).await?;
-    Ok(events.last().map(|e| e.actor.clone()).unwrap_or_else(|| "cli".into()))
 }
 
 #[cfg(test)]

@@ -30,8 +30,9 @@ pub const PROJECTOR_SCHEDULE: &str = "*/2 * * * * *";
 pub const OUTBOX_SCHEDULE: &str = "*/5 * * * * *";
 /// Verifying the event log's hash chain (shown on the audit page).
 pub const VERIFY_SCHEDULE: &str = "0 */15 * * * *";
-/// Finishing account changes a crash interrupted.
-pub const RECONCILE_SCHEDULE: &str = "30 * * * * *";
+/// Finishing account changes a crash interrupted (with the grace of
+/// `accounts::RECONCILE_GRACE`, a half-made account is settled within half a minute).
+pub const RECONCILE_SCHEDULE: &str = "*/10 * * * * *";
 /// Pruning of old samples and expired sign-in tokens.
 pub const PRUNE_SCHEDULE: &str = "0 * * * * *";
 /// Samples are kept this long (the queue page's chart shows 24 hours).
@@ -111,7 +112,7 @@ pub async fn start(app: &App, guardian: Option<Arc<Guardian>>) -> anyhow::Result
                         if !g.is_active() {
                             return;
                         }
-                        if let Err(e) = crate::accounts::reconcile(&a, chrono::Duration::seconds(60)).await {
+                        if let Err(e) = crate::accounts::reconcile(&a, crate::accounts::RECONCILE_GRACE).await {
                             tracing::warn!(error = %e, "account reconciliation failed; will try again");
                         }
                     }

@@ -49,6 +49,18 @@ pub async fn send(app: &App, email: &Email, next: Option<&str>) -> Result<(), Li
     Ok(())
 }
 
+/// The address a link signs in, if it is live (issued, unused, unexpired). Reads only:
+/// opening the link (a mail scanner does) uses nothing up.
+pub async fn peek(app: &App, token: &str) -> Result<Option<Email>, sea_orm::DbErr> {
+    let email = db::query_string(
+        &app.db,
+        "SELECT email FROM email_tokens WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+        [hash_token(token).into(), db::now().into()],
+    )
+    .await?;
+    Ok(email.and_then(|e| Email::parse(&e).ok()))
+}
+
 /// Uses a link: the email it was sent to and where to go next, or `None` when the token
 /// is unknown, used or expired. Two concurrent uses: exactly one wins.
 pub async fn redeem(app: &App, token: &str) -> Result<Option<(Email, Option<String>)>, sea_orm::DbErr> {

@@ -33,6 +33,8 @@ pub struct AuthState {
     pub per_address: DefaultKeyedRateLimiter<String>,
     /// Sign-in emails per client address: 10 at once, then one a minute.
     pub per_client: DefaultKeyedRateLimiter<String>,
+    /// Owner-added emails per person (actor).
+    pub owner_emails: DefaultKeyedRateLimiter<String>,
 }
 
 impl Default for AuthState {
@@ -46,6 +48,10 @@ impl Default for AuthState {
             oidc: tokio::sync::OnceCell::new(),
             per_address: RateLimiter::keyed(quota(300, 3)),
             per_client: RateLimiter::keyed(quota(60, 10)),
+            owner_emails: RateLimiter::keyed(quota(
+                3600 / u64::from(crate::accounts::OWNER_EMAILS_PER_HOUR),
+                crate::accounts::OWNER_EMAILS_PER_HOUR,
+            )),
         }
     }
 }
@@ -61,9 +67,11 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Records a sign-in: `UserSignedIn`, `EmailVerified` the first time the address is
-/// proven, and the roles `ADMIN_EMAILS` / `AUDITOR_EMAILS` give.
-pub async fn sign_in(app: &App, email: &Email, method: SignInMethod, verified: bool) -> Result<(), RoleError> {
+/// Records a sign-in with a proven address: `UserSignedIn`, `EmailVerified` the first
+/// time, and the roles `ADMIN_EMAILS` / `AUDITOR_EMAILS` give. Nobody signs in with an
+/// address that is not proven (an identity provider that does not vouch for it gets a
+/// link sent to it instead), so a session always belongs to the address's owner.
+pub async fn sign_in(app: &App, email: &Email, method: SignInMethod) -> Result<(), RoleError> {
     let stream = format!("user/{email}");
     let actor = format!("user:{email}");
     let mut batch = vec![NewEvent::new(
@@ -81,7 +89,7 @@ pub async fn sign_in(app: &App, email: &Email, method: SignInMethod, verified: b
     )
     .await?
         > 0;
-    if verified && !already {
+    if !already {
         batch.push(NewEvent::new(
             stream,
             Event::EmailVerified(EmailVerified {
@@ -92,15 +100,12 @@ pub async fn sign_in(app: &App, email: &Email, method: SignInMethod, verified: b
         ));
     }
     app.record(batch).await?;
-    // Roles from the configuration apply once the address is proven.
-    if verified || already {
-        let c = &app.config;
-        if c.admin_emails.iter().any(|a| a == email.as_str()) {
-            roles::grant(app, email, Role::Admin, "cli").await?;
-        }
-        if c.auditor_emails.iter().any(|a| a == email.as_str()) {
-            roles::grant(app, email, Role::Auditor, "cli").await?;
-        }
+    let c = &app.config;
+    if c.admin_emails.iter().any(|a| a == email.as_str()) {
+        roles::grant(app, email, Role::Admin, "cli").await?;
+    }
+    if c.auditor_emails.iter().any(|a| a == email.as_str()) {
+        roles::grant(app, email, Role::Auditor, "cli").await?;
     }
     Ok(())
 }
@@ -119,14 +124,27 @@ pub async fn prune_expired(app: &App) -> Result<u64, sea_orm::DbErr> {
 }
 
 /// A path to go back to after signing in: only a path of this site, never another host.
+///
+/// Refused rather than cleaned: anything but printable ASCII (a browser drops tabs and
+/// new lines and reads `\` as `/`, so `/<tab>/evil.example` would lead off the site), a
+/// start that is not one `/`, the same with the percent-encoding undone once
+/// (`/%2F%2Fevil.example`), and anything a URL parser resolves to another origin.
 pub fn safe_next(next: Option<&str>) -> Option<String> {
-    let next = next?.trim();
-    let ok = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.contains(['\r', '\n', '\\'])
-        && next.len() <= 500;
-    ok.then(|| next.to_owned())
+    const SITE: &str = "https://pulseguardian.invalid/";
+    let next = next?;
+    if next.len() > 500 || !next.bytes().all(|b| (0x21..=0x7e).contains(&b)) || next.contains('\\') {
+        return None;
+    }
+    let decoded = percent_encoding::percent_decode_str(next).decode_utf8().ok()?;
+    for form in [next, decoded.as_ref()] {
+        let rest = form.strip_prefix('/')?;
+        if rest.starts_with(['/', '\\']) || form.chars().any(char::is_control) {
+            return None;
+        }
+    }
+    let site = url::Url::parse(SITE).ok()?;
+    let stays = |path: &str| site.join(path).is_ok_and(|u| u.origin() == site.origin());
+    (stays(next) && stays(&decoded)).then(|| next.to_owned())
 }
 
 #[cfg(test)]
@@ -143,8 +161,42 @@ mod tests {
             "javascript:alert(1)",
             "queues",
             "/a\r\nLocation: x",
+            "/\tevil.example",
+            "/\t/evil.example",
+            "\t//evil.example",
+            " //evil.example",
+            "/%2F%2Fevil.example",
+            "/%2fevil.example",
+            "/%5Cevil.example",
+            "/%5c%5cevil.example",
+            "/%09/evil.example",
+            "/\u{0}/x",
+            "/queues/\u{7f}",
+            "/ü",
         ] {
             assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
+        }
+        // A queue's page (its vhost `/` percent-encoded) is a fine place to come back to.
+        assert_eq!(
+            safe_next(Some("/queues/%2F/queue%2Falice%2Fjobs")).as_deref(),
+            Some("/queues/%2F/queue%2Falice%2Fjobs")
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever comes in, what comes out is unchanged, and resolves to this site both as
+        /// written and decoded once.
+        #[test]
+        fn next_never_leaves_the_site(raw in "\\PC{0,40}|[/\\\\%2FfC5c\t\n .:@a-z]{0,12}") {
+            if let Some(n) = safe_next(Some(&raw)) {
+                proptest::prop_assert_eq!(&n, &raw);
+                let site = url::Url::parse("https://pulseguardian.invalid/").unwrap();
+                let decoded = percent_encoding::percent_decode_str(&n).decode_utf8_lossy().into_owned();
+                for form in [n.as_str(), decoded.as_str()] {
+                    let u = site.join(form).unwrap();
+                    proptest::prop_assert_eq!(u.host_str(), Some("pulseguardian.invalid"), "{:?}", form);
+                }
+            }
         }
     }
 

@@ -3,4 +3,4 @@
 mod names;
 pub mod policy;
 
-pub use names::{AccountName, Email, QueueRef, encode_segment, owner_of};
+pub use names::{AccountName, Email, MAX_SIZE, QueueRef, encode_segment, owner_of, parse_size};

@@ -53,6 +53,25 @@ impl fmt::Display for Email {
     }
 }
 
+/// The largest size a threshold may have: what the database's signed 64-bit integers
+/// hold. A larger one would wrap to a negative number and read back as 0.
+pub const MAX_SIZE: u64 = i64::MAX as u64;
+
+/// A threshold in messages: a positive whole number up to [`MAX_SIZE`] (`_` may group
+/// digits: `10_000`).
+pub fn parse_size(raw: &str) -> Result<u64, &'static str> {
+    let n = raw
+        .trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .map_err(|_| "must be a positive whole number of messages")?;
+    match n {
+        0 => Err("must be a positive whole number of messages"),
+        n if n > MAX_SIZE => Err("must be at most 9223372036854775807"),
+        n => Ok(n),
+    }
+}
+
 /// A RabbitMQ account name: `^[a-zA-Z][a-zA-Z0-9._-]{0,63}$`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

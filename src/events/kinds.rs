@@ -53,7 +53,7 @@ events! {
     ApiTokenCreated = 1,
     ApiTokenRevoked = 1,
     AccountCreationStarted = 1,
-    AccountCreationFailed = 1,
+    AccountCreationFailed = 2,
     AccountCreated = 2,
     AccountPasswordChanged = 1,
     AccountOwnersChanged = 1,
@@ -137,6 +137,13 @@ fn upcast(kind: &str, from: i32, mut payload: Value) -> Value {
             }
             payload
         }
+        // Schema 1 did not say whether the user was removed; it always tried to.
+        ("AccountCreationFailed", 1) => {
+            if let Value::Object(map) = &mut payload {
+                map.entry("user_removed").or_insert(Value::Bool(true));
+            }
+            payload
+        }
         _ => payload,
     }
 }
@@ -205,10 +212,14 @@ pub struct AccountCreationStarted {
     pub vhosts: Vec<String>,
 }
 
+/// The RabbitMQ user could not be made whole. `user_removed`: what RabbitMQ had of it
+/// was removed, so the name is free again; when false, the account stays (status
+/// `deleting`) until reconciliation has removed the user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountCreationFailed {
     pub name: String,
     pub error: String,
+    pub user_removed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -82,9 +82,15 @@ impl Mailer {
             self.dev.push(email.clone());
             return Ok(());
         };
+        // Addresses without a display name: `To: owner@example.com`, never `"" <...>`.
+        let from: mail_send::mail_builder::headers::address::Address<'_> = if self.from.0.is_empty() {
+            self.from.1.as_str().into()
+        } else {
+            (self.from.0.as_str(), self.from.1.as_str()).into()
+        };
         let message = MessageBuilder::new()
-            .from((self.from.0.as_str(), self.from.1.as_str()))
-            .to(email.to.iter().map(|t| ("", t.as_str())).collect::<Vec<_>>())
+            .from(from)
+            .to(email.to.iter().map(String::as_str).collect::<Vec<_>>())
             .subject(email.subject.as_str())
             .message_id(format!("{}@pulseguardian", email.id))
             .text_body(email.body.as_str());

@@ -338,7 +338,7 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             insert_account(txn, &e.name, actor_name(&stored.actor), at, "creating").await?;
             set_owners(txn, &e.name, &e.owners).await?;
         }
-        Event::AccountCreationFailed(e) => {
+        Event::AccountCreationFailed(e) if e.user_removed => {
             exec(
                 txn,
                 "DELETE FROM account_owners WHERE account = ?",
@@ -346,6 +346,17 @@ async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), Pr
             )
             .await?;
             exec(txn, "DELETE FROM accounts WHERE name = ?", [e.name.into()]).await?;
+        }
+        Event::AccountCreationFailed(e) => {
+            // The user may still be in RabbitMQ: the account stays, being deleted, until
+            // reconciliation has removed it.
+            insert_account(txn, &e.name, actor_name(&stored.actor), at, "deleting").await?;
+            exec(
+                txn,
+                "UPDATE accounts SET status = 'deleting' WHERE name = ?",
+                [e.name.into()],
+            )
+            .await?;
         }
         Event::AccountCreated(e) => {
             insert_account(txn, &e.name, actor_name(&stored.actor), at, "active").await?;

@@ -141,7 +141,7 @@ pub async fn change_role(
     match result {
         Ok(_) if f.change == "grant" => Ok(back("done", &format!("{email} is {role}."))),
         Ok(_) => Ok(back("done", &format!("{email} is no longer {role}."))),
-        Err(e @ RoleError::LastAdmin(_)) => Ok(back("error", &e.to_string())),
+        Err(e @ (RoleError::LastAdmin(_) | RoleError::FromConfig { .. })) => Ok(back("error", &e.to_string())),
         Err(RoleError::Record(crate::app::RecordError::Append(crate::events::AppendError::Conflict { .. }))) => {
             Ok(back(
                 "error",

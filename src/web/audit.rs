@@ -82,12 +82,13 @@ impl Filters {
             values.push(self.kind.clone().into());
         }
         if !self.actor.is_empty() {
-            cond.push("actor LIKE ?".into());
+            // "Contains", ignoring case alike on both backends.
+            cond.push("LOWER(actor) LIKE LOWER(?) ESCAPE '!'".into());
             values.push(format!("%{}%", like_escape(&self.actor)).into());
         }
         if !self.stream.is_empty() {
             // A queue's name or a stream as written: both match.
-            cond.push("(stream LIKE ? OR stream LIKE ?)".into());
+            cond.push("(LOWER(stream) LIKE LOWER(?) ESCAPE '!' OR LOWER(stream) LIKE LOWER(?) ESCAPE '!')".into());
             values.push(format!("%{}%", like_escape(&self.stream)).into());
             values.push(format!("%{}%", like_escape(&crate::domain::encode_segment(&self.stream))).into());
         }
@@ -103,8 +104,11 @@ impl Filters {
     }
 }
 
+/// A value for `LIKE ? ESCAPE '!'`: its `%` and `_` match only themselves. The escape
+/// character is `!` because a backslash means different things in MySQL and SQLite
+/// string literals.
 fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('!', "!!").replace('%', "!%").replace('_', "!_")
 }
 
 const COLUMNS: &str = "seq, id, stream, version, kind, schema_version, actor, correlation_id, causation_id, \

@@ -3,8 +3,8 @@
 
 use maud::{Markup, html};
 use poem::session::Session;
-use poem::web::{Data, Form, Path, Query, RemoteAddr};
-use poem::{IntoResponse, Response, handler, http::StatusCode};
+use poem::web::{Data, Form, Path, Query};
+use poem::{IntoResponse, Request, Response, handler, http::StatusCode};
 use serde::Deserialize;
 
 use crate::app::App;
@@ -75,9 +75,9 @@ pub struct EmailForm {
 /// Sends a sign-in link. The answer is the same whether or not the address is known.
 #[handler]
 pub async fn send_link(
+    req: &Request,
     Data(app): Data<&App>,
     session: &Session,
-    remote: &RemoteAddr,
     Form(form): Form<EmailForm>,
 ) -> Response {
     let ctx = Ctx::new(session, None, app, "signin");
@@ -93,7 +93,9 @@ pub async fn send_link(
             return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
         }
     };
-    let client = remote.as_socket_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let client = crate::web::client::address(req, &app.config.trusted_proxies)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     let limited =
         app.auth.per_client.check_key(&client).is_err() || app.auth.per_address.check_key(&email.to_string()).is_err();
     if limited {
@@ -127,7 +129,54 @@ pub async fn send_link(
     .into_response()
 }
 
-/// Follows an email link: signs in and marks the address verified.
+fn link_not_valid(ctx: &Ctx) -> Response {
+    let page = layout::page(
+        ctx,
+        "Link not valid",
+        html! {
+            h1 { "This sign-in link is not valid" }
+            p { "It was used already, it expired (links last 30 minutes), or it was never issued." }
+            p { a.btn.btn-primary href="/signin" { "Ask for a new link" } }
+        },
+    );
+    (StatusCode::BAD_REQUEST, page).into_response()
+}
+
+/// Opening an email link asks to confirm: a GET changes nothing, so a mail gateway that
+/// opens links to scan them uses none up, and nobody is signed in by a link they did
+/// not choose to follow (login CSRF).
+#[handler]
+pub async fn confirm_link(
+    Data(app): Data<&App>,
+    session: &Session,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    let ctx = Ctx::new(session, None, app, "signin");
+    let Some(email) = email_link::peek(app, &token).await? else {
+        return Ok(link_not_valid(&ctx));
+    };
+    Ok(layout::page(
+        &ctx,
+        "Sign in",
+        html! {
+            h1 { "Sign in to PulseGuardian" }
+            section.card {
+                p { "You are signing in as " strong { (email) } "." }
+                form.stack method="post" action=(format!("/auth/email/{}", urlencode(&token))) {
+                    (ctx.csrf_field())
+                    button.btn.btn-primary type="submit" { "Sign in" }
+                }
+                p.hint { "If you did not ask to sign in, close this page: nothing happens without this button." }
+            }
+        },
+    )
+    .with_header("cache-control", "no-store")
+    .with_header("referrer-policy", "no-referrer")
+    .into_response())
+}
+
+/// Follows an email link (the confirm page's button): signs in and marks the address
+/// verified.
 #[handler]
 pub async fn follow_link(
     Data(app): Data<&App>,
@@ -136,18 +185,9 @@ pub async fn follow_link(
 ) -> Result<Response, PageError> {
     let Some((email, next)) = email_link::redeem(app, &token).await? else {
         let ctx = Ctx::new(session, None, app, "signin");
-        let page = layout::page(
-            &ctx,
-            "Link not valid",
-            html! {
-                h1 { "This sign-in link is not valid" }
-                p { "It was used already, it expired (links last 30 minutes), or it was never issued." }
-                p { a.btn.btn-primary href="/signin" { "Ask for a new link" } }
-            },
-        );
-        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+        return Ok(link_not_valid(&ctx));
     };
-    auth::sign_in(app, &email, SignInMethod::EmailLink, true)
+    auth::sign_in(app, &email, SignInMethod::EmailLink)
         .await
         .map_err(|e| PageError::Internal(e.to_string()))?;
     session::start(session, email.as_str());
@@ -244,17 +284,33 @@ pub async fn oidc_callback(
     let Ok(email) = Email::parse(&identity.email) else {
         return failed("The identity provider gave an address that is not an email address.".into());
     };
-    auth::sign_in(app, &email, SignInMethod::Oidc, identity.verified)
+    if !identity.verified {
+        // The provider does not vouch for the address: no session (it could be someone
+        // else's address), but a link to it, which signs its owner in.
+        let sent = email_link::send(app, &email, pending.next.as_deref()).await;
+        if let Err(e) = &sent {
+            tracing::warn!(error = %e, "verification link not sent");
+        }
+        let ctx = Ctx::new(session, None, app, "signin");
+        let page = layout::page(
+            &ctx,
+            "Confirm your address",
+            html! {
+                h1 { "Confirm your email address" }
+                p { "Your identity provider did not confirm that " strong { (email) } " is yours, so you are not signed in yet." }
+                @if sent.is_ok() {
+                    p { "We sent a sign-in link to that address. Follow it to sign in; it works once, for 30 minutes." }
+                } @else {
+                    p { "The link could not be sent right now. Try again in a few minutes." }
+                }
+            },
+        );
+        return Ok(page.into_response());
+    }
+    auth::sign_in(app, &email, SignInMethod::Oidc)
         .await
         .map_err(|e| PageError::Internal(e.to_string()))?;
     session::start(session, email.as_str());
-    if !identity.verified {
-        // Prove the address ourselves before it gets accounts and emails.
-        if let Err(e) = email_link::send(app, &email, pending.next.as_deref()).await {
-            tracing::warn!(error = %e, "verification link not sent");
-        }
-        return Ok(see_other("/me?verify=sent"));
-    }
     Ok(see_other(
         auth::safe_next(pending.next.as_deref()).as_deref().unwrap_or("/queues"),
     ))
@@ -274,10 +330,9 @@ pub async fn dev_mailbox(
     Data(app): Data<&App>,
     session: &Session,
     MaybeSignedIn(who): MaybeSignedIn,
-    remote: &RemoteAddr,
+    req: &Request,
 ) -> Result<Markup, PageError> {
-    let local = remote.as_socket_addr().is_some_and(|a| a.ip().is_loopback());
-    if !app.mailer.is_dev() || !local {
+    if !app.mailer.is_dev() || !crate::web::client::is_direct_local(req) {
         return Err(PageError::NotFound);
     }
     let ctx = Ctx::new(session, who, app, "mailbox");

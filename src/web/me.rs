@@ -2,7 +2,7 @@
 
 use maud::{Markup, html};
 use poem::session::Session;
-use poem::web::{Data, Form, Path, Query};
+use poem::web::{Data, Form, Path};
 use poem::{IntoResponse, Response, handler, http::StatusCode};
 use sea_orm::ConnectionTrait;
 use serde::Deserialize;
@@ -14,11 +14,6 @@ use crate::web::error::PageError;
 use crate::web::see_other;
 use crate::web::session::SignedIn;
 use crate::web::views::layout::{self, Ctx};
-
-#[derive(Deserialize)]
-pub struct MeQuery {
-    verify: Option<String>,
-}
 
 async fn render(
     app: &App,
@@ -105,18 +100,9 @@ async fn render(
 }
 
 #[handler]
-pub async fn index(
-    Data(app): Data<&App>,
-    session: &Session,
-    SignedIn(who): SignedIn,
-    Query(q): Query<MeQuery>,
-) -> Result<Markup, PageError> {
+pub async fn index(Data(app): Data<&App>, session: &Session, SignedIn(who): SignedIn) -> Result<Markup, PageError> {
     let ctx = Ctx::new(session, Some(who.clone()), app, "me");
-    let flash = q.verify.is_some().then_some((
-        true,
-        "Your identity provider did not confirm your address, so we sent you a link to verify it.",
-    ));
-    render(app, &ctx, &who, None, flash, None).await
+    render(app, &ctx, &who, None, None, None).await
 }
 
 #[derive(Deserialize)]

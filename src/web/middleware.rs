@@ -1,8 +1,62 @@
-//! Middleware every response passes through: security headers and request metrics.
+//! Middleware every request and response passes through: a bound on request bodies,
+//! security headers and request metrics.
 
 use std::time::Instant;
 
+use poem::http::{StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::HeaderValue};
+
+/// The largest request body any route takes: forms are a few KiB, the API takes none.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Every request body is bounded: one that says it is larger than [`MAX_BODY`] is refused
+/// before it is read, one that does not say (chunked) is read up to the bound and
+/// refused beyond it. Both get 413; nothing reaches a handler.
+pub struct BodyLimit;
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        BodyLimitEndpoint(ep)
+    }
+}
+
+pub struct BodyLimitEndpoint<E>(E);
+
+fn too_large(req: &Request) -> Response {
+    let message = format!("the request body is larger than {} KiB", MAX_BODY / 1024);
+    if req.uri().path().starts_with("/api/") {
+        return crate::web::error::ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
+    (StatusCode::PAYLOAD_TOO_LARGE, message).into_response()
+}
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = Response;
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().parse::<u64>());
+        match declared {
+            Some(Ok(n)) if n > MAX_BODY as u64 => return Ok(too_large(&req)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return Ok((StatusCode::BAD_REQUEST, "invalid Content-Length").into_response()),
+            None if req.headers().contains_key(header::TRANSFER_ENCODING) => {
+                match req.take_body().into_bytes_limit(MAX_BODY).await {
+                    Ok(body) => req.set_body(body),
+                    Err(_) => return Ok(too_large(&req)),
+                }
+            }
+            None => {}
+        }
+        Ok(match self.0.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        })
+    }
+}
 
 /// A strict content security policy (no inline script or style, no framing) and the
 /// other protective headers, on every response including errors and assets.

@@ -7,6 +7,7 @@ mod api;
 mod assets;
 mod audit;
 mod auth_pages;
+pub mod client;
 pub mod error;
 mod health;
 mod home;
@@ -43,7 +44,10 @@ pub fn routes(app: App) -> impl poem::Endpoint {
         .at("/auth/login", get(auth_pages::oidc_login))
         .at("/auth/callback", get(auth_pages::oidc_callback))
         .at("/auth/email", post(auth_pages::send_link))
-        .at("/auth/email/:token", get(auth_pages::follow_link))
+        .at(
+            "/auth/email/:token",
+            get(auth_pages::confirm_link).post(auth_pages::follow_link),
+        )
         .at("/auth/logout", post(auth_pages::logout))
         .at("/dev/mailbox", get(auth_pages::dev_mailbox))
         .at("/accounts", get(accounts::index).post(accounts::create))
@@ -70,6 +74,7 @@ pub fn routes(app: App) -> impl poem::Endpoint {
         .with(session::CsrfCheck)
         .with(session::cookie_session(&app.session_key, secure))
         .with(middleware::SecurityHeaders)
+        .with(middleware::BodyLimit)
         .with(middleware::RequestMetrics)
         .data(app)
 }

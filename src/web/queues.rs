@@ -392,7 +392,7 @@ async fn find(
     name: &str,
 ) -> Result<(QueueRef, Option<QueueView>, queues::Recorded), PageError> {
     let q = QueueRef::new(vhost, name);
-    if !who.may(Action::ViewQueue { owner: q.owner_name() }) {
+    if !who.may(Action::ViewQueue { owner: q.owner_name() }) || !queues::guarded(app, &q.vhost) {
         return Err(PageError::NotFound);
     }
     let seen = queues::last_seen(app, &q).await?;
@@ -401,9 +401,11 @@ async fn find(
     Ok((q, view, rec.unwrap_or_default()))
 }
 
+/// The policy form's errors, per field.
 #[derive(Default)]
 struct PolicyForm<'a> {
-    error: Option<&'a str>,
+    warn_error: Option<&'a str>,
+    del_error: Option<&'a str>,
 }
 
 async fn queue_page(
@@ -490,8 +492,8 @@ async fn queue_page(
                         form.stack method="post" action=(format!("{}/policy", queue_path(vhost, name))) {
                             (ctx.csrf_field())
                             div.field.check { label { input type="checkbox" name="unbounded" value="on" checked[rec.unbounded]; " Unbounded: never delete automatically" } }
-                            (layout::field("warn_size", "Own warning size (blank: the default)", "number", &rec.warn_size.map(|v| v.to_string()).unwrap_or_default(), policy.error, None))
-                            (layout::field("del_size", "Own deletion size (blank: the default)", "number", &rec.del_size.map(|v| v.to_string()).unwrap_or_default(), None, None))
+                            (layout::field("warn_size", "Own warning size (blank: the default)", "number", &rec.warn_size.map(|v| v.to_string()).unwrap_or_default(), policy.warn_error, None))
+                            (layout::field("del_size", "Own deletion size (blank: the default)", "number", &rec.del_size.map(|v| v.to_string()).unwrap_or_default(), policy.del_error, None))
                             button.btn type="submit" { "Set policy" }
                         }
                     }
@@ -628,25 +630,33 @@ pub async fn set_policy(
 ) -> Result<Response, PageError> {
     who.require(Action::SetQueuePolicy)?;
     let q = QueueRef::new(vhost.clone(), name.clone());
-    let parse = |s: &str| -> Result<Option<u64>, ()> {
-        let s = s.trim();
-        if s.is_empty() {
-            Ok(None)
-        } else {
-            s.parse::<u64>().ok().filter(|n| *n > 0).map(Some).ok_or(())
+    let parse = |s: &str| -> Result<Option<u64>, String> {
+        match s.trim() {
+            "" => Ok(None),
+            s => crate::domain::parse_size(s)
+                .map(Some)
+                .map_err(|why| format!("The size {why}, or blank for the default.")),
         }
     };
-    let result = match (parse(&f.warn_size), parse(&f.del_size)) {
-        (Ok(w), Ok(d)) => queues::set_policy(app, &who, &q, f.unbounded.is_some(), w, d).await,
-        _ => Err(QueueError::Invalid(
-            "sizes are positive whole numbers of messages, or blank".into(),
-        )),
+    let (warn, del) = (parse(&f.warn_size), parse(&f.del_size));
+    let result = match (&warn, &del) {
+        (Ok(w), Ok(d)) => queues::set_policy(app, &who, &q, f.unbounded.is_some(), *w, *d).await,
+        _ => Err(QueueError::Invalid(String::new())),
     };
     match result {
         Ok(()) => Ok(see_other(queue_path(&vhost, &name))),
+        Err(QueueError::NotFound) => Err(PageError::NotFound),
         Err(QueueError::Invalid(msg)) => {
             let ctx = Ctx::new(session, Some(who.clone()), app, "queues");
-            let page = queue_page(app, &ctx, &who, &vhost, &name, PolicyForm { error: Some(&msg) }).await?;
+            let form = PolicyForm {
+                warn_error: warn
+                    .as_ref()
+                    .err()
+                    .map(String::as_str)
+                    .or((!msg.is_empty()).then_some(msg.as_str())),
+                del_error: del.as_ref().err().map(String::as_str),
+            };
+            let page = queue_page(app, &ctx, &who, &vhost, &name, form).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(e) => Err(PageError::Internal(e.to_string())),

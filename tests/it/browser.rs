@@ -270,9 +270,27 @@ impl Browser {
         let p = self.post_form("/auth/email", &[("email", email)]).await;
         assert_eq!(p.status, 200, "POST /auth/email for {email}: {}", p.body);
         let link = sign_in_link(email, before + 1).await;
-        let p = self.get(&link).await;
+        let p = self.follow_link(&link).await;
         assert_eq!(p.status, 303, "following the sign-in link: {}", p.body);
         self.forget_csrf();
+    }
+
+    /// Follows a sign-in link as a person does: opens it (a page that asks to confirm and
+    /// changes nothing), then presses its button. A link that is not valid gives its
+    /// error page at the first step.
+    pub async fn follow_link(&self, link: &str) -> Page {
+        // The link's path on this server (a site's PUBLIC_URL may name another port).
+        let link = match url::Url::parse(link) {
+            Ok(u) => u.path().to_owned(),
+            Err(_) => link.to_owned(),
+        };
+        let link = link.as_str();
+        let confirm = self.get(link).await;
+        if confirm.status != 200 {
+            return confirm;
+        }
+        assert!(confirm.text().contains("You are signing in as"), "{}", confirm.body);
+        self.post_form(link, &[]).await
     }
 
     /// The session's API tokens page: creates a token labelled `label`, returns it.
