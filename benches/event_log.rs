@@ -10,20 +10,21 @@ use std::time::Instant;
 mod common;
 use common::BenchDb;
 
-use pulseguardian::events::kinds::{
+use pulseguardian::domain::Actor;
+use pulseguardian::domain::event::{
     ApiTokenCreated, Depth, Event, QueueRecovered, QueueWarned, SignInMethod, UserSignedIn,
 };
 use pulseguardian::events::store::{self, NewEvent};
-use pulseguardian::{App, Config};
+use pulseguardian::{Config, Context};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-async fn app(db: &BenchDb) -> App {
+async fn app(db: &BenchDb) -> Context {
     let url = db.url.clone();
     let config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.clone())).unwrap();
-    App::start(config).await.unwrap()
+    pulseguardian::startup::start(config).await.unwrap().ctx
 }
 
 /// A realistic mix: sign-ins, tokens, and warning/recovery pairs over many queues.
@@ -61,7 +62,7 @@ fn event(n: usize) -> NewEvent {
                     email: format!("p{}@example.com", n % 1000),
                     method: SignInMethod::EmailLink,
                 }),
-                "user:someone@example.com",
+                &Actor::parse("user:someone@example.com").unwrap(),
             );
         }
         _ => {
@@ -73,11 +74,11 @@ fn event(n: usize) -> NewEvent {
                     label: "bench".into(),
                     token_hash: format!("{:064x}", n),
                 }),
-                "user:p@example.com",
+                &Actor::parse("user:p@example.com").unwrap(),
             );
         }
     };
-    NewEvent::new(stream, e, "guardian")
+    NewEvent::new(stream, e, &Actor::Guardian)
 }
 
 async fn appends(name: &str, mysql: bool) {

@@ -9,11 +9,11 @@ mod common;
 use common::BenchDb;
 
 use futures::StreamExt;
+use pulseguardian::Config;
 use pulseguardian::domain::encode_segment;
-use pulseguardian::events::kinds::{AccountCreated, Event};
+use pulseguardian::domain::event::{AccountCreated, Event};
 use pulseguardian::events::store::NewEvent;
 use pulseguardian::guardian::{Guardian, Outcome};
-use pulseguardian::{App, Config};
 use sea_orm::ConnectionTrait;
 
 const API: &str = "http://127.0.0.1:15672/api";
@@ -90,7 +90,7 @@ async fn run(queues: usize, vhost: &Vhost, mysql: bool) {
     let db = BenchDb::new(mysql).await;
     let env = [("DATABASE_URL", db.url.clone()), ("RABBIT_VHOSTS", vhost.0.clone())];
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
-    let app = App::start(config).await.unwrap();
+    let app = pulseguardian::startup::start(config).await.unwrap().ctx;
     let accounts = (0..50)
         .map(|a| {
             NewEvent::new(
@@ -100,7 +100,7 @@ async fn run(queues: usize, vhost: &Vhost, mysql: bool) {
                     owners: vec![format!("o{a}@example.com")],
                     vhosts: vec![vhost.0.clone()],
                 }),
-                "cli",
+                &pulseguardian::domain::Actor::Cli,
             )
         })
         .collect();

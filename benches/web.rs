@@ -7,10 +7,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pulseguardian::events::kinds::{AccountCreated, AdminGranted, EmailVerified, Event, SignInMethod};
+use pulseguardian::domain::event::{AccountCreated, AdminGranted, EmailVerified, Event, SignInMethod};
 use pulseguardian::events::store::NewEvent;
-use pulseguardian::guardian::observations::{self, Seen, Snapshot};
-use pulseguardian::{App, Config, auth, db};
+use pulseguardian::observations::{self, Seen, Snapshot};
+use pulseguardian::{Config, Context, auth, db};
 use sea_orm::ConnectionTrait;
 
 const QUEUES: usize = 10_000;
@@ -20,14 +20,12 @@ fn seen(i: usize, wave: u64) -> Seen {
     Seen {
         vhost: "/".into(),
         name: format!("queue/acct{}/q{i}", i % 200),
-        messages: Some(messages),
-        ready: Some(messages),
-        unacked: Some(0),
+        depth: Some(pulseguardian::domain::Depth::of(messages, 0)),
         consumers: Some((i % 3) as u64),
     }
 }
 
-async fn snapshot(app: &App, wave: u64) {
+async fn snapshot(app: &Context, wave: u64) {
     let s = Snapshot {
         cycle: wave as i64 + 1,
         observed_at: db::now(),
@@ -36,14 +34,14 @@ async fn snapshot(app: &App, wave: u64) {
     observations::store_latest(&app.db, &s).await.unwrap();
 }
 
-async fn session(app: &App, url: &str, email: &str) -> String {
+async fn session(app: &Context, url: &str, email: &str) -> String {
     let token = auth::random_token();
     app.db
         .execute_raw(db::stmt(
             app.db.get_database_backend(),
             "INSERT INTO email_tokens (token_hash, email, expires_at) VALUES (?, ?, ?)",
             [
-                auth::hash_token(&token).into(),
+                auth::hash_secret(&token).into(),
                 email.into(),
                 "9999-01-01T00:00:00.000000Z".into(),
             ],
@@ -54,7 +52,23 @@ async fn session(app: &App, url: &str, email: &str) -> String {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let r = client.get(format!("{url}/auth/email/{token}")).send().await.unwrap();
+    // The link's page asks to confirm; its button (a form with the session's CSRF token)
+    // signs in.
+    let link = format!("{url}/auth/email/{token}");
+    let page = client.get(&link).send().await.unwrap();
+    let first = page.headers().get("set-cookie").unwrap().to_str().unwrap();
+    let first = first.split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let marker = r#"name="csrf" value=""#;
+    let start = html.find(marker).unwrap() + marker.len();
+    let csrf = &html[start..start + html[start..].find('"').unwrap()];
+    let r = client
+        .post(&link)
+        .header("cookie", &first)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303, "sign-in for the benchmark");
     let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap();
     cookie.split(';').next().unwrap().to_owned()
@@ -105,7 +119,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// 500 dashboards, each refreshing its table every 5 s (with the ETag it got), for
 /// `secs`; returns the server's CPU use in percent of one core and the share of 304s.
-async fn dashboards(url: &str, cookie: &str, pid: u32, secs: u64, app: &App, changing: bool) -> (f64, f64) {
+async fn dashboards(url: &str, cookie: &str, pid: u32, secs: u64, app: &Context, changing: bool) -> (f64, f64) {
     let started = Instant::now();
     let ticks = cpu_ticks(pid);
     let mut tasks = Vec::new();
@@ -176,14 +190,14 @@ fn main() {
         let base = format!("http://127.0.0.1:{port}");
         let env = [("DATABASE_URL", url_db.clone()), ("BIND", format!("127.0.0.1:{port}")), ("PUBLIC_URL", base.clone())];
         let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
-        let app = App::start(config).await.unwrap();
+        let app = pulseguardian::startup::start(config).await.unwrap().ctx;
         let owner = "owner@example.com";
         let admin = "admin@example.com";
         app.record(vec![
-            NewEvent::new("account/acct0", Event::AccountCreated(AccountCreated { name: "acct0".into(), owners: vec![owner.into()], vhosts: vec!["/".into()] }), "cli"),
-            NewEvent::new(format!("user/{owner}"), Event::EmailVerified(EmailVerified { email: owner.into(), method: SignInMethod::EmailLink }), "cli"),
-            NewEvent::new(format!("user/{admin}"), Event::EmailVerified(EmailVerified { email: admin.into(), method: SignInMethod::EmailLink }), "cli"),
-            NewEvent::new("roles", Event::AdminGranted(AdminGranted { email: admin.into() }), "cli"),
+            NewEvent::new("account/acct0", Event::AccountCreated(AccountCreated { name: "acct0".into(), owners: vec![owner.into()], vhosts: vec!["/".into()] }), &pulseguardian::domain::Actor::Cli),
+            NewEvent::new(format!("user/{owner}"), Event::EmailVerified(EmailVerified { email: owner.into(), method: SignInMethod::EmailLink }), &pulseguardian::domain::Actor::Cli),
+            NewEvent::new(format!("user/{admin}"), Event::EmailVerified(EmailVerified { email: admin.into(), method: SignInMethod::EmailLink }), &pulseguardian::domain::Actor::Cli),
+            NewEvent::new("roles", Event::AdminGranted(AdminGranted { email: admin.into() }), &pulseguardian::domain::Actor::Cli),
         ])
         .await
         .unwrap();

@@ -1,22 +1,20 @@
-//! The command line of CONTRACT.md: parse, build the app, run one command.
-//!
-//! Every command reads the same environment; a failure prints one `error:` line and
-//! exits non-zero.
+//! The command line of CONTRACT.md: parse, then call the application. Every command
+//! reads the same environment; a failure prints one `error:` line and exits non-zero.
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use futures::StreamExt;
 
-use crate::app::App;
+use crate::app::{self, roles::Change};
+use crate::auth::Principal;
 use crate::config::Config;
-use crate::domain::Email;
-use crate::events::store;
-use crate::guardian::{Guardian, Outcome};
-use crate::mail::outbox;
-use crate::projections;
-use crate::roles::{self, Change, Role};
+use crate::domain::EmailAddress;
+use crate::domain::roles::Role;
+use crate::events::export::Format;
+use crate::events::store::{self, Anchor, EventFilter};
+use crate::startup::{self, Once};
 
 #[derive(Debug, Parser)]
 #[command(name = "pulseguardian", version, about = "Keeps a shared RabbitMQ broker healthy")]
@@ -79,22 +77,32 @@ pub enum AuditCommand {
         /// `SEQ:HASH` the chain must have at SEQ (from a log line, an export or an
         /// earlier verification); repeat for several. Finds a rewritten tail.
         #[arg(long = "anchor")]
-        anchors: Vec<store::Anchor>,
+        anchors: Vec<Anchor>,
     },
-    /// Write the event log to standard output, oldest first.
+    /// Write the event log to standard output, oldest first; its head (an anchor for
+    /// `audit verify`) goes to standard error.
     Export {
         /// Only events after this position.
         #[arg(long, default_value_t = 0)]
         after: i64,
-        #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
-        format: ExportFormat,
+        #[arg(long, value_enum, default_value_t = Format::Ndjson)]
+        format: Format,
     },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    Ndjson,
-    Csv,
+pub enum RoleArg {
+    Admin,
+    Auditor,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Auditor => Role::Auditor,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,16 +110,19 @@ pub enum AdminCommand {
     /// Give a role (default admin); the person need not have signed in yet.
     Grant {
         email: String,
-        #[arg(long, value_enum, default_value_t = Role::Admin)]
-        role: Role,
+        #[arg(long, value_enum, default_value_t = RoleArg::Admin)]
+        role: RoleArg,
     },
     /// Take a role (default admin); the last admin keeps theirs.
     Revoke {
         email: String,
-        #[arg(long, value_enum, default_value_t = Role::Admin)]
-        role: Role,
+        #[arg(long, value_enum, default_value_t = RoleArg::Admin)]
+        role: RoleArg,
     },
 }
+
+/// The exit code of `guardian --once` when another guardian holds the lock.
+pub const EXIT_STANDBY: u8 = 3;
 
 /// Runs the parsed command; the exit code says whether it worked.
 pub async fn run(cli: Cli) -> ExitCode {
@@ -136,120 +147,64 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let quiet = !matches!(cli.command, Command::Serve { .. });
     crate::telemetry::init_logs(config.log_format, quiet);
     rustls::crypto::ring::default_provider().install_default().ok();
-    let app = App::start(config).await?;
+    let started = startup::start(config).await?;
+    let ctx = &started.ctx;
+    let operator = Principal::cli();
     match cli.command {
-        Command::Serve { no_guardian } => serve(app, !no_guardian).await,
-        Command::Guardian { once: _ } => guardian_once(app).await,
+        Command::Serve { no_guardian } => {
+            startup::serve(started, !no_guardian).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Guardian { once: _ } => match startup::guardian_once(ctx).await? {
+            Once::Standby => {
+                eprintln!("error: another guardian holds the lock on this database; this one did nothing");
+                Ok(ExitCode::from(EXIT_STANDBY))
+            }
+            Once::BrokerDown(e) => {
+                eprintln!("error: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+            Once::Guarded(r, sent) => {
+                println!(
+                    "guarded {} queues: {} events recorded, {} queues deleted, {} deletions failed; {} emails sent, {} failed",
+                    r.queues, r.events, r.deleted, r.delete_failed, sent.sent, sent.failed
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Migrate => {
             println!("migrations applied; the schema is current");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay => replay(&app).await,
+        Command::Replay => replay(ctx).await,
         Command::Audit {
             command: AuditCommand::Verify { anchors },
-        } => verify(&app, &anchors).await,
+        } => verify(ctx, &anchors).await,
         Command::Audit {
             command: AuditCommand::Export { after, format },
-        } => export(&app, after, format).await,
-        Command::Admin { command } => admin(&app, command).await,
+        } => export(ctx, &operator, after, format).await,
+        Command::Admin { command } => admin(ctx, &operator, command).await,
         Command::Accounts {
             command: AccountsCommand::Create { name, owners },
-        } => create_account(&app, &name, &owners).await,
+        } => create_account(ctx, &operator, &name, &owners).await,
     }
 }
 
-async fn serve(app: App, guardian: bool) -> anyhow::Result<ExitCode> {
-    let acceptor = crate::web::bind(&app).await?;
-    let url = app.config.public_url.as_str().trim_end_matches('/').to_owned();
-    println!("PulseGuardian is running: open {url}");
-    if app.mailer.is_dev() {
-        println!(
-            "SMTP_URL is not set: emails, sign-in links included, go to {url}/dev/mailbox (this machine only) and to the log."
-        );
-    }
-    let guardian = guardian.then(|| Arc::new(Guardian::new(app.clone())));
-    let jobs = crate::app::jobs::start(&app, guardian.clone()).await?;
-    crate::web::serve(app, acceptor, shutdown_signal()).await?;
-    jobs.stop().await;
-    if let Some(g) = guardian {
-        g.release().await;
-    }
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn guardian_once(app: App) -> anyhow::Result<ExitCode> {
-    let guardian = Guardian::new(app.clone());
-    let outcome = guardian.cycle().await?;
-    let code = match &outcome {
-        Outcome::Standby => {
-            println!("another guardian holds the lock; this one did nothing");
-            ExitCode::SUCCESS
-        }
-        // A fresh guardian has no outage to back off from.
-        Outcome::BackingOff => ExitCode::SUCCESS,
-        Outcome::BrokerDown(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-        Outcome::Guarded(r) => {
-            let sent = outbox::dispatch_due(&app).await?;
-            println!(
-                "guarded {} queues: {} events recorded, {} queues deleted, {} deletions failed; {} emails sent, {} failed",
-                r.queues, r.events, r.deleted, r.delete_failed, sent.sent, sent.failed
-            );
-            ExitCode::SUCCESS
-        }
-    };
-    guardian.release().await;
-    Ok(code)
-}
-
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: finishing requests in flight");
-}
-
-async fn replay(app: &App) -> anyhow::Result<ExitCode> {
-    let head = store::head_seq(&app.db).await?;
+async fn replay(ctx: &app::Context) -> anyhow::Result<ExitCode> {
+    let head = store::head_seq(&ctx.db).await?;
     let bar = indicatif::ProgressBar::new(head as u64).with_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, {eta} left)")?
             .progress_chars("=> "),
     );
     bar.set_message("replaying");
-    projections::reset(&app.db).await?;
-    loop {
-        let applied = projections::step(&app.db, projections::BATCH).await?;
-        if applied == 0 {
-            break;
-        }
-        bar.inc(applied);
-    }
+    let checkpoint = startup::replay(ctx, |n| bar.inc(n)).await?;
     bar.finish_with_message("replayed");
-    let checkpoint = projections::checkpoint(&app.db).await?;
     println!("read models rebuilt from {checkpoint} events");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn verify(app: &App, anchors: &[store::Anchor]) -> anyhow::Result<ExitCode> {
-    let v = store::verify(&app.db, anchors).await?;
+async fn verify(ctx: &app::Context, anchors: &[Anchor]) -> anyhow::Result<ExitCode> {
+    let v = store::verify(&ctx.db, anchors).await?;
     match v.first_bad {
         None => {
             println!(
@@ -272,97 +227,30 @@ async fn verify(app: &App, anchors: &[store::Anchor]) -> anyhow::Result<ExitCode
     }
 }
 
-async fn export(app: &App, after: i64, format: ExportFormat) -> anyhow::Result<ExitCode> {
+async fn export(ctx: &app::Context, operator: &Principal, after: i64, format: Format) -> anyhow::Result<ExitCode> {
+    let (head, chunks) = app::audit::export(ctx, operator, EventFilter::default(), after, format).await?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match format {
-        ExportFormat::Ndjson => {
-            each_event(app, after, |e| {
-                serde_json::to_writer(&mut out, &e.export_json())?;
-                out.write_all(b"\n")?;
-                Ok(())
-            })
-            .await?;
-            out.flush()?;
-        }
-        ExportFormat::Csv => {
-            let mut w = csv::Writer::from_writer(out);
-            w.write_record(CSV_HEADER)?;
-            each_event(app, after, |e| {
-                w.write_record(csv_record(e))?;
-                Ok(())
-            })
-            .await?;
-            w.flush()?;
-        }
+    let mut chunks = std::pin::pin!(chunks);
+    while let Some(chunk) = chunks.next().await {
+        out.write_all(&chunk?)?;
     }
+    out.flush()?;
+    eprintln!("head {head}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// The CSV columns of `audit export --format csv`: the exported fields of CONTRACT.md.
-pub const CSV_HEADER: [&str; 13] = [
-    "seq",
-    "id",
-    "stream",
-    "version",
-    "kind",
-    "schema",
-    "actor",
-    "occurred_at",
-    "payload",
-    "hash",
-    "prev_hash",
-    "correlation_id",
-    "causation_id",
-];
-
-/// One event as a CSV record, in the order of [`CSV_HEADER`].
-pub fn csv_record(e: &store::StoredEvent) -> [String; 13] {
-    [
-        e.seq.to_string(),
-        e.id.clone(),
-        e.stream.clone(),
-        e.version.to_string(),
-        e.kind.clone(),
-        e.schema.to_string(),
-        e.actor.clone(),
-        e.occurred_at.clone(),
-        e.payload.clone(),
-        e.hash.clone(),
-        e.prev_hash.clone(),
-        e.correlation_id.clone().unwrap_or_default(),
-        e.causation_id.clone().unwrap_or_default(),
-    ]
-}
-
-/// Calls `f` for every event after `after`, oldest first, a page at a time.
-async fn each_event(
-    app: &App,
-    after: i64,
-    mut f: impl FnMut(&store::StoredEvent) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let mut position = after;
-    loop {
-        let page = store::read_after(&app.db, position, 5000).await?;
-        let Some(last) = page.last() else { return Ok(()) };
-        position = last.seq;
-        for e in &page {
-            f(e)?;
-        }
-    }
-}
-
-async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<ExitCode> {
+async fn admin(ctx: &app::Context, operator: &Principal, command: AdminCommand) -> anyhow::Result<ExitCode> {
     let (raw, role, grant) = match command {
-        AdminCommand::Grant { email, role } => (email, role, true),
-        AdminCommand::Revoke { email, role } => (email, role, false),
+        AdminCommand::Grant { email, role } => (email, role.into(), true),
+        AdminCommand::Revoke { email, role } => (email, role.into(), false),
     };
-    let email = Email::parse(&raw).map_err(|why| anyhow::anyhow!("{raw:?} {why}"))?;
+    let email = EmailAddress::parse(&raw).map_err(|why| anyhow::anyhow!("{raw:?} {why}"))?;
     let change = if grant {
-        roles::grant(app, &email, role, "cli").await?
+        app::roles::grant(ctx, operator, &email, role).await?
     } else {
-        roles::revoke(app, &email, role, "cli").await?
+        app::roles::revoke(ctx, operator, &email, role).await?
     };
-    let role_name = format!("{role:?}").to_lowercase();
+    let role_name = Role::as_str(role);
     match (change, grant) {
         (Change::Changed, true) => println!("{email} is now {role_name}"),
         (Change::Changed, false) => println!("{email} is no longer {role_name}"),
@@ -372,7 +260,12 @@ async fn admin(app: &App, command: AdminCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn create_account(app: &App, name: &str, owners: &[String]) -> anyhow::Result<ExitCode> {
+async fn create_account(
+    ctx: &app::Context,
+    operator: &Principal,
+    name: &str,
+    owners: &[String],
+) -> anyhow::Result<ExitCode> {
     let password = match std::env::var("PULSEGUARDIAN_ACCOUNT_PASSWORD") {
         Ok(p) => p,
         Err(_) => {
@@ -381,7 +274,13 @@ async fn create_account(app: &App, name: &str, owners: &[String]) -> anyhow::Res
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    let name = crate::accounts::create(app, "cli", name, &password, None, &owners.join(",")).await?;
+    let form = app::accounts::NewAccountForm {
+        name,
+        password: &password,
+        confirm: None,
+        owners: &owners.join(","),
+    };
+    let name = app::accounts::create(ctx, operator, form).await?;
     println!("account {name} created, owned by {}", owners.join(", "));
     Ok(ExitCode::SUCCESS)
 }

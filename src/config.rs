@@ -375,7 +375,7 @@ fn parse_emails(var: &'static str, value: Option<String>) -> Result<Vec<String>,
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .map(|e| {
-            crate::domain::Email::parse(e)
+            crate::domain::EmailAddress::parse(e)
                 .map(|e| e.into_string())
                 .map_err(|why| bad(var, format!("{e:?}: {why}")))
         })

@@ -93,30 +93,86 @@ pub fn now() -> String {
     timestamp(Utc::now())
 }
 
-/// Returns the server's secret key: the configured one, else the one generated on the
-/// first start and kept in `settings`.
-pub async fn secret_key(db: &DatabaseConnection, configured: Option<&str>) -> Result<Vec<u8>, DbErr> {
+/// The server's secret key: `SECRET_KEY`, else the one generated on the first start and
+/// kept in `settings`.
+///
+/// The generated key is not kept in clear: it is sealed (ChaCha20-Poly1305) under a key
+/// derived from the database password of `DATABASE_URL`, so someone who can read the
+/// database (a dump, a backup, a read-only user) cannot forge sessions with it. Without
+/// a password in the URL (SQLite, a passwordless MySQL user) the seal protects nothing,
+/// and the start says so: set `SECRET_KEY` there. A key that cannot be unsealed (the
+/// password changed, the row was edited) is an error naming the way out, never a panic.
+pub async fn session_key(
+    db: &DatabaseConnection,
+    configured: Option<&str>,
+    database_url: &str,
+) -> Result<Vec<u8>, DbErr> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
     if let Some(key) = configured {
         return Ok(key.as_bytes().to_vec());
     }
-    let backend = db.get_database_backend();
-    let get = || stmt(backend, "SELECT value FROM settings WHERE name = 'secret_key'", []);
-    if let Some(row) = db.query_one_raw(get()).await? {
-        return Ok(hex::decode(row.try_get_by_index::<String>(0)?).unwrap_or_default());
+    let password = url::Url::parse(database_url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+        .unwrap_or_default();
+    if password.is_empty() {
+        tracing::warn!(
+            "SECRET_KEY is not set and DATABASE_URL has no password: the generated session key is as safe as the \
+             database file; set SECRET_KEY in production"
+        );
     }
-    let fresh: [u8; 64] = rand::random();
-    let insert = match backend {
-        DbBackend::MySql => "INSERT IGNORE INTO settings (name, value) VALUES ('secret_key', ?)",
-        _ => "INSERT OR IGNORE INTO settings (name, value) VALUES ('secret_key', ?)",
+    let kek = {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"pulseguardian session key seal"), password.as_bytes());
+        let mut okm = [0u8; 32];
+        hk.expand(b"v1", &mut okm)
+            .map_err(|_| DbErr::Custom("cannot derive the sealing key".into()))?;
+        chacha20poly1305::ChaCha20Poly1305::new(&okm.into())
     };
-    db.execute_raw(stmt(backend, insert, [hex::encode(fresh).into()]))
+    let backend = db.get_database_backend();
+    let get = || stmt(backend, "SELECT value FROM settings WHERE name = 'session_key'", []);
+    let unseal = |sealed: &str| -> Result<Vec<u8>, DbErr> {
+        let raw = hex::decode(sealed).ok().filter(|r| r.len() > 12);
+        let key = raw.and_then(|r| {
+            let (nonce, cipher) = r.split_at(12);
+            kek.decrypt(chacha20poly1305::Nonce::from_slice(nonce), cipher).ok()
+        });
+        key.filter(|k| k.len() >= 32).ok_or_else(|| {
+            DbErr::Custom(
+                "the generated session key in the settings table cannot be unsealed (the database password \
+                 changed, or the row was altered): set SECRET_KEY, or delete the row `session_key` from settings \
+                 to generate a new one (everybody is signed out)"
+                    .into(),
+            )
+        })
+    };
+    if let Some(row) = db.query_one_raw(get()).await? {
+        return unseal(&row.try_get_by_index::<String>(0)?);
+    }
+    // An earlier version kept the key in clear as `secret_key`: seal that one (nobody is
+    // signed out), and drop the clear copy.
+    let clear = query_string(db, "SELECT value FROM settings WHERE name = 'secret_key'", []).await?;
+    let fresh: Vec<u8> = clear
+        .and_then(|c| hex::decode(c).ok())
+        .filter(|k| k.len() >= 32)
+        .unwrap_or_else(|| rand::random::<[u8; 64]>().to_vec());
+    let nonce: [u8; 12] = rand::random();
+    let sealed = kek
+        .encrypt(chacha20poly1305::Nonce::from_slice(&nonce), fresh.as_slice())
+        .map_err(|_| DbErr::Custom("cannot seal the session key".into()))?;
+    let value = hex::encode([nonce.as_slice(), &sealed].concat());
+    let insert = match backend {
+        DbBackend::MySql => "INSERT IGNORE INTO settings (name, value) VALUES ('session_key', ?)",
+        _ => "INSERT OR IGNORE INTO settings (name, value) VALUES ('session_key', ?)",
+    };
+    db.execute_raw(stmt(backend, insert, [value.into()])).await?;
+    db.execute_unprepared("DELETE FROM settings WHERE name = 'secret_key'")
         .await?;
-    // Another process may have won the race: read back whichever key was kept.
+    // Another process may have won the race: use whichever key was kept.
     let row = db
         .query_one_raw(get())
         .await?
-        .ok_or_else(|| DbErr::Custom("secret key missing after insert".into()))?;
-    Ok(hex::decode(row.try_get_by_index::<String>(0)?).unwrap_or_default())
+        .ok_or_else(|| DbErr::Custom("session key missing after insert".into()))?;
+    unseal(&row.try_get_by_index::<String>(0)?)
 }
 
 /// Whether a database error may go away when the same work is tried again: a lost or

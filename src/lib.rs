@@ -1,9 +1,8 @@
 //! PulseGuardian: keeps a shared RabbitMQ broker healthy.
 //!
 //! `main.rs` only parses the command line; everything else lives here so the
-//! integration tests can build the same app.
+//! integration tests can build the same application.
 
-pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -13,12 +12,12 @@ pub mod domain;
 pub mod events;
 pub mod guardian;
 pub mod mail;
+pub mod observations;
 pub mod projections;
-pub mod queues;
 pub mod rabbit;
-pub mod roles;
+pub mod startup;
 pub mod telemetry;
 pub mod web;
 
-pub use app::App;
+pub use app::Context;
 pub use config::Config;

@@ -1,62 +1,78 @@
-//! The assembled application: configuration, database pool and metrics, shared by the
-//! web server, the scheduled jobs and the CLI commands.
+//! The application layer: every command and question a person, a script or the operator
+//! can put, each authorising itself in one place (`auth::policy`), reading through the
+//! read side, deciding with the pure core, recording events and calling RabbitMQ. The
+//! web pages, the API and the command line are thin callers of these.
 
-pub mod jobs;
+pub mod accounts;
+pub mod audit;
+mod error;
+pub mod queues;
+pub mod roles;
+pub mod signin;
+pub mod tokens;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 
+use crate::auth::Principal;
 use crate::config::Config;
-use crate::events::store::{self, Verification};
+use crate::domain::Actor;
+use crate::domain::notice::Notice;
+use crate::domain::policy::Policy;
 use crate::events::{self, AppendError, Appended, NewEvent};
-use crate::mail::Mailer;
-use crate::projections::{self, ProjectionError};
+use crate::mail::{Mailer, outbox};
+use crate::observations::SnapshotCache;
+use crate::projections;
 use crate::rabbit::{Broker, ManagementClient};
 
+pub use error::AppError;
+
+/// What every command works with: the configuration, the database, RabbitMQ, the mail
+/// transport, and the application's own state (the chain check, the snapshot cache, the
+/// sign-in limits).
 #[derive(Clone)]
-pub struct App {
+pub struct Context {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
-    pub metrics: PrometheusHandle,
     pub broker: Arc<dyn Broker>,
     pub mailer: Mailer,
-    pub auth: Arc<crate::auth::AuthState>,
-    /// Signs and encrypts session cookies (SECRET_KEY, or the one kept in the database).
-    pub session_key: Arc<Vec<u8>>,
-    pub chain: ChainStatus,
-    pub snapshots: crate::guardian::observations::SnapshotCache,
+    pub chain: audit::ChainStatus,
+    pub snapshots: SnapshotCache,
+    pub signin: Arc<signin::SignInState>,
+    pub owner_emails: Arc<accounts::OwnerEmails>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error(transparent)]
     Append(#[from] AppendError),
-    #[error(transparent)]
-    Project(#[from] ProjectionError),
 }
 
-impl App {
+impl RecordError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, RecordError::Append(AppendError::Conflict { .. }))
+    }
+}
+
+impl Context {
     /// Connects to the database and applies pending migrations.
-    pub async fn start(config: Config) -> anyhow::Result<App> {
+    pub async fn open(config: Config) -> anyhow::Result<Context> {
         let db = crate::db::connect(&config.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database ({}): {e}", redact_url(&config.database_url)))?;
         crate::db::migrate(&db)
             .await
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-        let session_key = crate::db::secret_key(&db, config.secret_key.as_ref().map(|k| k.expose())).await?;
-        Ok(App {
+        Ok(Context {
             broker: Arc::new(ManagementClient::from_config(&config)),
             mailer: Mailer::from_config(&config),
-            auth: Arc::default(),
-            session_key: Arc::new(session_key),
-            chain: ChainStatus::default(),
-            snapshots: Default::default(),
+            chain: audit::ChainStatus::default(),
+            snapshots: SnapshotCache::default(),
+            signin: Arc::default(),
+            owner_emails: Arc::default(),
             config: Arc::new(config),
             db,
-            metrics: crate::telemetry::metrics(),
         })
     }
 
@@ -68,11 +84,82 @@ impl App {
     /// scheduled catch-up applies the batch later.
     pub async fn record(&self, batch: Vec<NewEvent>) -> Result<Appended, RecordError> {
         let appended = crate::db::retry("append", || events::store::append(&self.db, batch.clone())).await?;
-        if let Err(e) = projections::catch_up(&self.db).await {
-            tracing::warn!(error = %e, "recorded, but the read models are not caught up yet; the projector retries");
-        }
+        self.catch_up().await;
         Ok(appended)
     }
+
+    /// Brings the read models up to date now, if the database lets it.
+    pub async fn catch_up(&self) {
+        if let Err(e) = projections::catch_up(&self.db).await {
+            tracing::warn!(error = %e, "the read models are not caught up yet; the projector retries");
+        }
+    }
+
+    /// The guardian's policy, from the configuration.
+    pub fn policy(&self) -> Policy {
+        let c = &self.config;
+        Policy {
+            warn_size: c.warn_queue_size,
+            del_size: c.del_queue_size,
+            dry_run: c.guardian_dry_run,
+            warn_cooldown: chrono::Duration::hours(1),
+        }
+    }
+
+    /// The `EmailQueued` event of a notice, caused by `cause`.
+    pub fn email(&self, notice: &Notice, cause: Option<uuid::Uuid>, actor: &Actor) -> NewEvent {
+        outbox::queued(notice, self.config.public_url.as_str(), cause, actor)
+    }
+
+    /// Whether the guardian guards this vhost (`RABBIT_VHOSTS`). People act only on
+    /// queues of guarded vhosts: the broker user PulseGuardian acts with may reach others.
+    pub fn guarded(&self, vhost: &str) -> bool {
+        self.config.rabbit_vhosts.iter().any(|v| v == vhost)
+    }
+
+    /// Whether an account name is reserved (`RESERVED_USERS_REGEX`, matched from the
+    /// start of the name).
+    pub fn reserved(&self, account: &str) -> bool {
+        self.config
+            .reserved_users_regex
+            .as_ref()
+            .is_some_and(|r| r.is_match(account))
+    }
+}
+
+/// Whether the database answers.
+pub async fn healthy(ctx: &Context) -> Result<(), AppError> {
+    Ok(ctx.db.ping().await?)
+}
+
+/// A stream's events, decoded, oldest first: `(version, actor, event)`.
+pub async fn history(ctx: &Context, stream: &str) -> Result<Vec<(i64, String, crate::domain::event::Event)>, AppError> {
+    events::store::read_stream(&ctx.db, stream)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let event = e
+                .decode()
+                .map_err(|err| AppError::Internal(format!("event {} cannot be read: {err}", e.seq)))?;
+            Ok((e.version, e.actor, event))
+        })
+        .collect()
+}
+
+/// The person with this address, as the read side knows them now.
+pub async fn principal(ctx: &Context, email: &str) -> Result<Option<Principal>, AppError> {
+    Ok(projections::users::person_by_email(&ctx.db, email)
+        .await?
+        .and_then(Principal::person))
+}
+
+/// Only the guardian that holds the lock acts. An act checks this just before it
+/// happens: a guardian that lost its lock (its lock connection dropped, a standby took
+/// over) stops instead of deleting or emailing beside the new holder.
+#[async_trait::async_trait]
+pub trait Fence: Send + Sync {
+    /// Whether this process still holds the guardian lock.
+    async fn holds(&self) -> bool;
 }
 
 /// A database URL without its password, for messages.
@@ -92,32 +179,5 @@ pub fn fault_point(point: &str) {
     if std::env::var("PULSEGUARDIAN_FAULT").is_ok_and(|p| p == point) {
         tracing::error!(point, "PULSEGUARDIAN_FAULT: aborting here");
         std::process::abort();
-    }
-}
-
-/// The last verification of the hash chain, kept in memory and refreshed on a schedule.
-#[derive(Clone, Default)]
-pub struct ChainStatus(Arc<Mutex<Option<(String, Verification)>>>);
-
-impl ChainStatus {
-    pub fn get(&self) -> Option<(String, Verification)> {
-        self.0.lock().ok().and_then(|g| g.clone())
-    }
-
-    /// Verifies the whole chain now and keeps the result.
-    pub async fn refresh(&self, db: &impl sea_orm::ConnectionTrait) -> Result<Verification, sea_orm::DbErr> {
-        let v = store::verify(db, &[]).await?;
-        match &v.first_bad {
-            Some((seq, why)) => tracing::error!(seq, why, "the event log's hash chain is broken"),
-            // The head in the log, outside the database: an anchor for `audit verify --anchor`.
-            None => tracing::info!(
-                anchor = %format!("{}:{}", v.head_seq, v.head_hash),
-                "hash chain intact up to the anchor"
-            ),
-        }
-        if let Ok(mut g) = self.0.lock() {
-            *g = Some((crate::db::now(), v.clone()));
-        }
-        Ok(v)
     }
 }

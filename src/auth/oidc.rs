@@ -64,14 +64,19 @@ struct Discovery {
 }
 
 /// The provider, as discovered.
-#[derive(Clone)]
 pub struct Provider {
     issuer: String,
     client_id: String,
     jwks_uri: String,
     client: Client,
     http: reqwest::Client,
+    /// The provider's keys, fetched once and again only for a key id they lack (a key
+    /// rotation), at most once per [`JWKS_REFRESH`].
+    jwks: tokio::sync::Mutex<Option<(JwkSet, std::time::Instant)>>,
 }
+
+/// The shortest time between two fetches of the provider's keys.
+const JWKS_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What must survive between the redirect to the provider and the callback (kept in the
 /// encrypted session cookie).
@@ -98,10 +103,19 @@ enum Flag {
 }
 
 #[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
 struct Claims {
     email: Option<String>,
     email_verified: Option<Flag>,
     nonce: Option<String>,
+    aud: Option<Audience>,
+    azp: Option<String>,
 }
 
 impl Provider {
@@ -140,6 +154,7 @@ impl Provider {
             jwks_uri: d.jwks_uri,
             client,
             http,
+            jwks: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -215,29 +230,68 @@ impl Provider {
                 header.alg
             )));
         }
-        let jwks: JwkSet = self
-            .http
-            .get(&self.jwks_uri)
-            .send()
-            .await
-            .map_err(|e| OidcError::Unreachable(e.to_string()))?
-            .json()
-            .await
-            .map_err(|e| OidcError::Discovery(format!("JWKS: {e}")))?;
-        let jwk = match &header.kid {
-            Some(kid) => jwks.find(kid),
-            None => jwks.keys.first(),
-        }
-        .ok_or_else(|| OidcError::IdToken("signed with a key the provider does not publish".into()))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| OidcError::IdToken(e.to_string()))?;
+        let key = self.key(header.kid.as_deref()).await?;
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.client_id]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 60;
-        jsonwebtoken::decode::<Claims>(id_token, &key, &v)
+        let claims = jsonwebtoken::decode::<Claims>(id_token, &key, &v)
             .map(|d| d.claims)
-            .map_err(|e| OidcError::IdToken(e.to_string()))
+            .map_err(|e| OidcError::IdToken(e.to_string()))?;
+        check_authorized_party(&claims, &self.client_id)?;
+        Ok(claims)
+    }
+
+    /// The provider's key `kid` (the first one when the token names none), from the
+    /// cached set, fetched again when it lacks the key.
+    async fn key(&self, kid: Option<&str>) -> Result<DecodingKey, OidcError> {
+        let mut cache = self.jwks.lock().await;
+        let find = |set: &JwkSet| match kid {
+            Some(kid) => set.find(kid).cloned(),
+            None => set.keys.first().cloned(),
+        };
+        if let Some(jwk) = cache.as_ref().and_then(|(set, _)| find(set)) {
+            return DecodingKey::from_jwk(&jwk).map_err(|e| OidcError::IdToken(e.to_string()));
+        }
+        let recently = cache.as_ref().is_some_and(|(_, at)| at.elapsed() < JWKS_REFRESH);
+        if !recently {
+            let set: JwkSet = self
+                .http
+                .get(&self.jwks_uri)
+                .send()
+                .await
+                .map_err(|e| OidcError::Unreachable(e.to_string()))?
+                .json()
+                .await
+                .map_err(|e| OidcError::Discovery(format!("JWKS: {e}")))?;
+            *cache = Some((set, std::time::Instant::now()));
+        }
+        let jwk = cache
+            .as_ref()
+            .and_then(|(set, _)| find(set))
+            .ok_or_else(|| OidcError::IdToken("signed with a key the provider does not publish".into()))?;
+        DecodingKey::from_jwk(&jwk).map_err(|e| OidcError::IdToken(e.to_string()))
+    }
+}
+
+/// OpenID Connect Core 3.1.3.7: a token for several audiences must name this client as
+/// its authorized party (`azp`), and an `azp` present must be this client.
+fn check_authorized_party(claims: &Claims, client_id: &str) -> Result<(), OidcError> {
+    let (ours, several) = match &claims.aud {
+        Some(Audience::One(a)) => (a == client_id, false),
+        Some(Audience::Many(a)) => (a.iter().any(|a| a == client_id), a.len() > 1),
+        None => (false, false),
+    };
+    if !ours {
+        return Err(OidcError::IdToken("it was not issued for this client (aud)".into()));
+    }
+    match claims.azp.as_deref() {
+        Some(azp) if azp != client_id => Err(OidcError::IdToken(format!("it was issued to another client ({azp:?})"))),
+        None if several => Err(OidcError::IdToken(
+            "it has several audiences and no authorized party (azp)".into(),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -250,4 +304,33 @@ fn describe<E: std::error::Error>(e: &E) -> String {
         source = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(aud: Audience, azp: Option<&str>) -> Claims {
+        Claims {
+            email: None,
+            email_verified: None,
+            nonce: None,
+            aud: Some(aud),
+            azp: azp.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn several_audiences_need_this_client_as_the_authorized_party() {
+        let me = "pg";
+        assert!(check_authorized_party(&claims(Audience::One("pg".into()), None), me).is_ok());
+        assert!(check_authorized_party(&claims(Audience::Many(vec!["pg".into()]), None), me).is_ok());
+        let both = Audience::Many(vec!["pg".into(), "other".into()]);
+        assert!(check_authorized_party(&claims(both, None), me).is_err());
+        let both = Audience::Many(vec!["pg".into(), "other".into()]);
+        assert!(check_authorized_party(&claims(both, Some("pg")), me).is_ok());
+        let both = Audience::Many(vec!["pg".into(), "other".into()]);
+        assert!(check_authorized_party(&claims(both, Some("other")), me).is_err());
+        assert!(check_authorized_party(&claims(Audience::One("pg".into()), Some("other")), me).is_err());
+    }
 }

@@ -8,13 +8,15 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::ConnectionTrait;
+use crate::domain::{Actor, EmailAddress};
+use crate::projections::users::Person;
 
-use crate::db::stmt;
-
-/// The signed-in person (or the owner of an API token), with their roles and accounts.
+/// Who is asking: the signed-in person (or the owner of an API token) with their roles
+/// and accounts, or the operator at the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
+    pub actor: Actor,
+    /// The person's address ("" for the command line).
     pub email: String,
     pub verified: bool,
     pub admin: bool,
@@ -78,40 +80,35 @@ impl Principal {
     }
 
     /// The actor of the events this person causes.
-    pub fn actor(&self) -> String {
-        format!("user:{}", self.email)
+    pub fn actor(&self) -> &Actor {
+        &self.actor
     }
 
-    /// Loads a person by email: `None` when PulseGuardian has never heard of them.
-    pub async fn load(db: &impl ConnectionTrait, email: &str) -> Result<Option<Principal>, sea_orm::DbErr> {
-        let backend = db.get_database_backend();
-        let Some(row) = db
-            .query_one_raw(stmt(
-                backend,
-                "SELECT email, email_verified, is_admin, is_auditor FROM users WHERE email = ?",
-                [email.into()],
-            ))
-            .await?
-        else {
-            return Ok(None);
-        };
-        let accounts = db
-            .query_all_raw(stmt(
-                backend,
-                "SELECT account FROM account_owners WHERE email = ?",
-                [email.into()],
-            ))
-            .await?
-            .iter()
-            .map(|r| r.try_get_by_index::<String>(0))
-            .collect::<Result<_, _>>()?;
-        Ok(Some(Principal {
-            email: row.try_get("", "email")?,
-            verified: row.try_get("", "email_verified")?,
-            admin: row.try_get("", "is_admin")?,
-            auditor: row.try_get("", "is_auditor")?,
-            accounts,
-        }))
+    /// A person as the read side knows them; `None` for an address that does not parse
+    /// (never written by this program).
+    pub fn person(p: Person) -> Option<Principal> {
+        let email = EmailAddress::parse(&p.email).ok()?;
+        Some(Principal {
+            actor: Actor::User(email),
+            email: p.email,
+            verified: p.verified,
+            admin: p.admin,
+            auditor: p.auditor,
+            accounts: p.accounts,
+        })
+    }
+
+    /// The operator at the command line: whoever can run the program on the database
+    /// may do everything (CONTRACT.md's `admin` and `accounts` commands).
+    pub fn cli() -> Principal {
+        Principal {
+            actor: Actor::Cli,
+            email: String::new(),
+            verified: true,
+            admin: true,
+            auditor: false,
+            accounts: BTreeSet::new(),
+        }
     }
 }
 
@@ -126,6 +123,7 @@ mod tests {
 
     fn person(admin: bool, auditor: bool, accounts: &[&str]) -> Principal {
         Principal {
+            actor: Actor::User(EmailAddress::parse("p@example.com").unwrap()),
             email: "p@example.com".into(),
             verified: true,
             admin,

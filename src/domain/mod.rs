@@ -1,6 +1,19 @@
-//! Pure types and rules: names, owners, streams. No I/O here.
+//! The pure core: names, depths, owners, actors, thresholds, the vocabulary of events,
+//! and the deciders (the guardian's policy and planner, the account and role commands).
+//! Nothing here does I/O or reads a clock, and nothing imports the rest of the crate.
 
+pub mod accounts;
+pub mod event;
 mod names;
+pub mod notice;
+pub mod plan;
 pub mod policy;
+mod queue;
+pub mod roles;
+pub mod signin;
 
-pub use names::{AccountName, Email, MAX_SIZE, QueueRef, encode_segment, owner_of, parse_size};
+pub use names::{
+    AccountName, Actor, EmailAddress, MAX_EMAIL, MAX_SIZE, QueueRef, account_stream, actor_name, encode_segment,
+    owner_of, parse_size,
+};
+pub use queue::{Depth, Ownership, QueueStatus};

@@ -1,22 +1,29 @@
-//! Validated names: email addresses, RabbitMQ account names, queue references.
+//! Validated names: email addresses, RabbitMQ account names, queues and their streams
+//! and paths, actors, sizes.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A lower-cased email address. People are identified by it.
+/// An email address after the one normalisation PulseGuardian applies: surrounding
+/// white space removed and every letter lower-cased (Unicode lower case). After that it
+/// is compared byte for byte: `alicé@x.org` and `alice@x.org` are two people. People are
+/// identified by it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Email(String);
+pub struct EmailAddress(String);
 
-impl Email {
+/// The longest address SMTP carries (RFC 5321: a 254-character path).
+pub const MAX_EMAIL: usize = 254;
+
+impl EmailAddress {
     /// Accepts `local@domain.tld`-shaped addresses of at most 254 characters.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let e = raw.trim().to_lowercase();
         if e.is_empty() {
             return Err("an email address is required");
         }
-        if e.len() > 254 {
+        if e.chars().count() > MAX_EMAIL {
             return Err("an email address has at most 254 characters");
         }
         let Some((local, domain)) = e.split_once('@') else {
@@ -28,7 +35,7 @@ impl Email {
             && !domain.contains("..")
             && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-');
         let local_ok = !local.is_empty()
-            && local.len() <= 64
+            && local.chars().count() <= 64
             && !local
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"@".contains(c));
@@ -45,12 +52,67 @@ impl Email {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// The stream of a person's own events: `user/<address>`.
+    pub fn stream(&self) -> String {
+        format!("user/{}", self.0)
+    }
 }
 
-impl fmt::Display for Email {
+impl fmt::Display for EmailAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Who did something: a person, the guardian, or an operator at the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Actor {
+    User(EmailAddress),
+    Guardian,
+    Cli,
+}
+
+impl Actor {
+    /// The actor as stored with every event: `user:<email>`, `guardian`, `cli`.
+    pub fn as_stored(&self) -> String {
+        self.to_string()
+    }
+
+    /// Reads a stored actor; `None` for a form no version of PulseGuardian writes.
+    pub fn parse(stored: &str) -> Option<Actor> {
+        match stored {
+            "guardian" => Some(Actor::Guardian),
+            "cli" => Some(Actor::Cli),
+            other => other
+                .strip_prefix("user:")
+                .and_then(|e| EmailAddress::parse(e).ok())
+                .map(Actor::User),
+        }
+    }
+
+    /// The name to show and to keep as "created by": the address, or `guardian` / `cli`.
+    pub fn name(&self) -> &str {
+        match self {
+            Actor::User(e) => e.as_str(),
+            Actor::Guardian => "guardian",
+            Actor::Cli => "cli",
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::User(e) => write!(f, "user:{e}"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// The name shown for a stored actor: the address of `user:<address>`, else the actor.
+pub fn actor_name(stored: &str) -> &str {
+    stored.strip_prefix("user:").unwrap_or(stored)
 }
 
 /// The largest size a threshold may have: what the database's signed 64-bit integers
@@ -97,6 +159,16 @@ impl AccountName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The stream of the account's events: `account/<name>`.
+    pub fn stream(&self) -> String {
+        account_stream(&self.0)
+    }
+}
+
+/// The stream of an account's events: `account/<name>`.
+pub fn account_stream(name: &str) -> String {
+    format!("account/{name}")
 }
 
 impl fmt::Display for AccountName {
@@ -129,6 +201,11 @@ impl QueueRef {
     pub fn stream(&self) -> String {
         format!("queue/{}/{}", encode_segment(&self.vhost), encode_segment(&self.name))
     }
+
+    /// The queue's page on this site: `/queues/<vhost>/<name>`, both percent-encoded.
+    pub fn path(&self) -> String {
+        format!("/queues/{}/{}", encode_segment(&self.vhost), encode_segment(&self.name))
+    }
 }
 
 /// The account a queue named `name` belongs to: `queue/<account>/...`.
@@ -148,16 +225,26 @@ pub fn encode_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn emails_are_lower_cased_and_checked() {
         assert_eq!(
-            Email::parse(" Alice@Example.COM ").unwrap().as_str(),
+            EmailAddress::parse(" Alice@Example.COM ").unwrap().as_str(),
             "alice@example.com"
         );
         for bad in ["", "alice", "a@b", "a@.b.c", "a b@c.de", "<a>@c.de", "a@b..c"] {
-            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} accepted");
         }
+        // An accent makes another address, never the same one.
+        assert_ne!(
+            EmailAddress::parse("alicé@x.org").unwrap(),
+            EmailAddress::parse("alice@x.org").unwrap()
+        );
+        let longest = format!("{}@{}.org", "a".repeat(64), "b".repeat(185));
+        assert_eq!(longest.len(), 254);
+        assert!(EmailAddress::parse(&longest).is_ok());
+        assert!(EmailAddress::parse(&format!("a{longest}")).is_err());
     }
 
     #[test]
@@ -180,10 +267,44 @@ mod tests {
     }
 
     #[test]
-    fn streams_encode_each_part() {
-        assert_eq!(
-            QueueRef::new("/", "queue/a b/ü").stream(),
-            "queue/%2F/queue%2Fa%20b%2F%C3%BC"
-        );
+    fn streams_and_paths_encode_each_part() {
+        let q = QueueRef::new("/", "queue/a b/ü");
+        assert_eq!(q.stream(), "queue/%2F/queue%2Fa%20b%2F%C3%BC");
+        assert_eq!(q.path(), "/queues/%2F/queue%2Fa%20b%2F%C3%BC");
+    }
+
+    #[test]
+    fn actors_round_trip() {
+        for stored in ["guardian", "cli", "user:a@b.org"] {
+            assert_eq!(Actor::parse(stored).unwrap().to_string(), stored);
+        }
+        assert_eq!(Actor::parse("nobody"), None);
+    }
+
+    /// A queue or vhost name as RabbitMQ allows it: up to 255 bytes of any UTF-8.
+    fn rabbit_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,80}",
+            "[ ./%#a-zA-Z\u{1F600}]{0,64}",
+            Just("x".repeat(255)),
+            Just("é".repeat(127)),
+        ]
+        .prop_filter("at most 255 bytes", |s| s.len() <= 255)
+    }
+
+    proptest! {
+        /// Every name encodes to one path segment of ASCII that decodes back to the
+        /// name, and two different queues never share a stream: names differing only in
+        /// case, trailing spaces or accents stay apart.
+        #[test]
+        fn streams_are_injective_and_segments_round_trip(v in rabbit_name(), a in rabbit_name(), b in rabbit_name()) {
+            let enc = encode_segment(&a);
+            prop_assert!(enc.is_ascii() && !enc.contains('/') && enc != "." && enc != "..");
+            let back = percent_encoding::percent_decode_str(&enc).decode_utf8().unwrap();
+            prop_assert_eq!(back.as_ref(), a.as_str());
+            let (qa, qb) = (QueueRef::new(v.clone(), a.clone()), QueueRef::new(v, b.clone()));
+            prop_assert_eq!(qa.stream() == qb.stream(), a == b);
+            prop_assert!(qa.stream().len() <= 6 + 3 * 255 + 1 + 3 * 255);
+        }
     }
 }

@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::events::kinds::Depth;
+use super::queue::{Depth, Ownership};
 
 /// The global policy, from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,17 +49,8 @@ pub struct QueueState {
     /// Dry run: a deletion was already recorded for this excursion.
     pub dry_run_flagged: bool,
     pub overrides: Overrides,
-}
-
-/// Who a queue belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ownership {
-    /// `queue/<account>/...` of an account PulseGuardian knows.
-    Account(String),
-    /// Not named `queue/<account>/...`, or the account is not known here.
-    Unknown,
-    /// An account matching `RESERVED_USERS_REGEX`: someone else manages it.
-    Reserved,
+    /// The count last recorded (the one a pending deletion was decided at).
+    pub last_messages: Option<u64>,
 }
 
 /// The thresholds in force for one queue.
@@ -77,6 +68,19 @@ impl Policy {
             del_size: o.del_size.unwrap_or(self.del_size),
             unbounded: o.unbounded,
         }
+    }
+
+    /// Per-queue sizes must keep the warning below the deletion, with the global size
+    /// standing in for the one left blank.
+    pub fn check(&self, o: &Overrides) -> Result<(), String> {
+        let e = self.effective(o);
+        if e.warn_size >= e.del_size {
+            return Err(format!(
+                "the warning size ({}) must be less than the deletion size ({})",
+                e.warn_size, e.del_size
+            ));
+        }
+        Ok(())
     }
 }
 

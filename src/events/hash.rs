@@ -6,6 +6,11 @@ use sha2::{Digest, Sha256};
 /// The hash the chain starts from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// SHA-256 of `bytes`, as 64 lower-case hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// The stored fields of one event that the hash covers.
 pub struct Hashed<'a> {
     pub seq: i64,

@@ -8,20 +8,21 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, Value};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::hash::{self, Hashed};
-use super::kinds::{DecodeError, Event};
+use super::schema::DecodeError;
 use crate::db::{self, stmt};
+use crate::domain::Actor;
+use crate::domain::event::Event;
 
-/// What an append expects a stream's current version to be (its last event's
-/// version; a stream with no events is at version 0).
+/// The version a stream must be at for an append to go in (a stream's version is its
+/// last event's; a stream with no events is at 0). A stream at another version means
+/// somebody appended since the caller looked: a conflict, never a silent overwrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expected {
+pub enum ExpectedVersion {
     Any,
-    NoStream,
-    Exact(i64),
+    Is(i64),
 }
 
 /// An event to append.
@@ -29,7 +30,7 @@ pub enum Expected {
 pub struct NewEvent {
     pub id: Uuid,
     pub stream: String,
-    pub expected: Expected,
+    pub expected: ExpectedVersion,
     pub event: Event,
     pub actor: String,
     pub correlation_id: Option<Uuid>,
@@ -37,20 +38,21 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    pub fn new(stream: impl Into<String>, event: Event, actor: impl Into<String>) -> Self {
+    pub fn new(stream: impl Into<String>, event: Event, actor: &Actor) -> Self {
         Self {
             id: Uuid::now_v7(),
             stream: stream.into(),
-            expected: Expected::Any,
+            expected: ExpectedVersion::Any,
             event,
-            actor: actor.into(),
+            actor: actor.as_stored(),
             correlation_id: None,
             causation_id: None,
         }
     }
 
-    pub fn expect(mut self, expected: Expected) -> Self {
-        self.expected = expected;
+    /// Appends only if the stream is at `version` (0: the stream has no events yet).
+    pub fn at_version(mut self, version: i64) -> Self {
+        self.expected = ExpectedVersion::Is(version);
         self
     }
 
@@ -90,26 +92,6 @@ impl StoredEvent {
             source,
         })?;
         Event::decode(&self.kind, self.schema, payload)
-    }
-
-    /// The exported form of CONTRACT.md: the payload as stored, not upcast, so the export
-    /// can be checked against the hashes.
-    pub fn export_json(&self) -> serde_json::Value {
-        json!({
-            "seq": self.seq,
-            "id": self.id,
-            "stream": self.stream,
-            "version": self.version,
-            "kind": self.kind,
-            "schema": self.schema,
-            "actor": self.actor,
-            "occurred_at": self.occurred_at,
-            "payload": serde_json::from_str::<serde_json::Value>(&self.payload).unwrap_or(serde_json::Value::Null),
-            "hash": self.hash,
-            "prev_hash": self.prev_hash,
-            "correlation_id": self.correlation_id,
-            "causation_id": self.causation_id,
-        })
     }
 
     fn hashed(&self) -> Hashed<'_> {
@@ -230,9 +212,8 @@ pub async fn append_in(txn: &DatabaseTransaction, batch: Vec<NewEvent>) -> Resul
     for e in batch {
         let current = versions.get(&e.stream).copied().unwrap_or(0);
         let expected = match e.expected {
-            Expected::Any => current,
-            Expected::NoStream => 0,
-            Expected::Exact(v) => v,
+            ExpectedVersion::Any => current,
+            ExpectedVersion::Is(v) => v,
         };
         if expected != current {
             return Err(AppendError::Conflict {
@@ -360,6 +341,114 @@ pub async fn read_after(db: &impl ConnectionTrait, after: i64, limit: u64) -> Re
         ))
         .await?;
     rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// Which events an audit view or an export shows. Text filters are "contains", ignoring
+/// case; `kind` is exact.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub kind: Option<String>,
+    pub actor_contains: Option<String>,
+    /// A stream as written, or a queue's name (matched percent-encoded too).
+    pub stream_contains: Option<String>,
+    /// Stored timestamps (RFC 3339, microseconds): `from` inclusive, `until` exclusive.
+    pub from: Option<String>,
+    pub until: Option<String>,
+}
+
+/// A value for `LIKE ? ESCAPE '!'`: its `%` and `_` match only themselves. The escape
+/// character is `!` because a backslash means different things in MySQL and SQLite
+/// string literals.
+fn contains(s: &str) -> String {
+    format!("%{}%", s.replace('!', "!!").replace('%', "!%").replace('_', "!_"))
+}
+
+impl EventFilter {
+    /// The WHERE clause and its values.
+    fn sql(&self) -> (String, Vec<Value>) {
+        let mut cond = vec!["1 = 1".to_owned()];
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(kind) = &self.kind {
+            cond.push("kind = ?".into());
+            values.push(kind.as_str().into());
+        }
+        if let Some(actor) = &self.actor_contains {
+            cond.push("LOWER(actor) LIKE LOWER(?) ESCAPE '!'".into());
+            values.push(contains(actor).into());
+        }
+        if let Some(stream) = &self.stream_contains {
+            cond.push("(LOWER(stream) LIKE LOWER(?) ESCAPE '!' OR LOWER(stream) LIKE LOWER(?) ESCAPE '!')".into());
+            values.push(contains(stream).into());
+            values.push(contains(&crate::domain::encode_segment(stream)).into());
+        }
+        if let Some(from) = &self.from {
+            cond.push("occurred_at >= ?".into());
+            values.push(from.as_str().into());
+        }
+        if let Some(until) = &self.until {
+            cond.push("occurred_at < ?".into());
+            values.push(until.as_str().into());
+        }
+        (cond.join(" AND "), values)
+    }
+}
+
+/// The direction of a selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest first, below `before` if given (the audit page, scrolling down).
+    Newest { before: Option<i64> },
+    /// Oldest first, after `after` and at most `until` (an export).
+    Oldest { after: i64, until: i64 },
+}
+
+/// At most `limit` events that `filter` selects, in `order`.
+pub async fn select(
+    db: &impl ConnectionTrait,
+    filter: &EventFilter,
+    order: Order,
+    limit: u64,
+) -> Result<Vec<StoredEvent>, DbErr> {
+    let (mut cond, mut values) = filter.sql();
+    let order_by = match order {
+        Order::Newest { before } => {
+            if let Some(before) = before {
+                cond.push_str(" AND seq < ?");
+                values.push(before.into());
+            }
+            "seq DESC"
+        }
+        Order::Oldest { after, until } => {
+            cond.push_str(" AND seq > ? AND seq <= ?");
+            values.push(after.into());
+            values.push(until.into());
+            "seq"
+        }
+    };
+    values.push((limit as i64).into());
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            format!("SELECT {COLUMNS} FROM events WHERE {cond} ORDER BY {order_by} LIMIT ?"),
+            values,
+        ))
+        .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// Events per hour since `since` (a stored timestamp cut to the hour, `2026-11-28T16`).
+pub async fn per_hour(db: &impl ConnectionTrait, since: &str) -> Result<Vec<(String, u64)>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            "SELECT SUBSTR(occurred_at, 1, 13) AS h, COUNT(*) AS n FROM events WHERE occurred_at >= ? \
+             GROUP BY h ORDER BY h",
+            [since.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<String>("", "h")?, r.try_get::<i64>("", "n")?.max(0) as u64)))
+        .collect()
 }
 
 /// Every event of one stream, oldest first.

@@ -1,48 +1,44 @@
-//! The guardian cycle: observe the broker, decide (pure), record the decisions, act.
+//! The guardian cycle, a thin shell around the planner (`domain::plan`): hold the lock,
+//! read the broker, plan every queue, record the plan, act, record what the acts did.
 //!
-//! 1. Hold the guardian lock, or stand by.
+//! 1. Hold the guardian lock (or stand by), at an epoch that fences every act.
 //! 2. Read every guarded vhost's queue depths, complete and fresh; a failed read means no
-//!    decision this cycle, one `BrokerUnreachable` per outage, and exponential backoff.
-//! 3. `policy::decide` for each queue.
-//! 4. Append the decisions and the emails they cause in one transaction, then act:
-//!    delete the queues decided (and those whose deletion a crash interrupted). Each
-//!    act's outcome is an event too.
+//!    decision this cycle, one `BrokerUnreachable` per outage, and backoff.
+//! 3. Plan each queue seen, and each queue with a pending deletion that is no longer
+//!    seen.
+//! 4. Record the plan (decisions and the emails they cause, in one fenced append), then
+//!    delete what it decided, each deletion fenced, and record the outcomes.
 //! 5. Store the observation for the dashboards.
+//!
+//! [`dispatch`] sends the outbox's emails, fenced the same way.
 
+pub mod dispatch;
 pub mod lock;
-pub mod observations;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use chrono::Utc;
 use tokio::sync::Mutex;
 
-use crate::app::{App, RecordError};
-use crate::db::{self, stmt};
-use crate::domain::QueueRef;
-use crate::domain::policy::{self, Decision, Overrides, Ownership, Policy, QueueState};
-use crate::events::kinds::{
-    BrokerRecovered, BrokerUnreachable, Depth, QueueDeleteFailed, QueueDeleted, QueueDeletionDecided, QueueRecovered,
-    QueueWarned,
-};
-use crate::events::{Event, NewEvent};
-use crate::mail::{outbox, templates};
-use crate::rabbit::{Broker, BrokerError, Deleted, QueueDepth};
+use crate::app::{Context, Fence, RecordError};
+use crate::db;
+use crate::domain::plan::{self, Deletion, Outcome as Done, Planned, Queue, Seen};
+use crate::domain::{Actor, Ownership, QueueRef};
+use crate::events::{NewEvent, store};
+use crate::observations::samples::Sampler;
+use crate::observations::{self, Snapshot};
+use crate::projections;
+use crate::rabbit::{BrokerError, Deleted, QueueDepth};
 use lock::GuardianLock;
-use observations::{Sampler, Seen, Snapshot};
 
 /// The actor of everything the guardian records.
-pub const ACTOR: &str = "guardian";
+pub const ACTOR: Actor = Actor::Guardian;
 /// The stream of broker outages.
 pub const BROKER_STREAM: &str = "broker";
 /// How often consumer counts are refreshed (they are not needed for decisions).
 const CONSUMERS_EVERY: Duration = Duration::from_secs(30);
-/// The longest wait between two reads of an unreachable broker.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What one cycle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +66,9 @@ pub enum GuardianError {
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The lock was lost during the cycle: another guardian acts now.
+    #[error("the guardian lock was lost during the cycle; another guardian took over")]
+    Fenced,
 }
 
 #[derive(Default)]
@@ -85,36 +84,42 @@ struct RunState {
 
 /// The guardian of one process.
 pub struct Guardian {
-    app: App,
-    broker: Arc<dyn Broker>,
-    policy: Policy,
+    ctx: Context,
     lock: Mutex<GuardianLock>,
     run: Mutex<RunState>,
-    active: std::sync::atomic::AtomicBool,
+    active: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Fence for Guardian {
+    async fn holds(&self) -> bool {
+        self.lock.lock().await.still_holds(&self.ctx.db).await
+    }
 }
 
 impl Guardian {
-    pub fn new(app: App) -> Guardian {
-        let c = &app.config;
-        let policy = Policy {
-            warn_size: c.warn_queue_size,
-            del_size: c.del_queue_size,
-            dry_run: c.guardian_dry_run,
-            warn_cooldown: chrono::Duration::hours(1),
-        };
+    pub fn new(ctx: Context) -> Guardian {
         Guardian {
-            broker: app.broker.clone(),
-            lock: Mutex::new(GuardianLock::for_database(&c.database_url)),
-            policy,
-            app,
+            lock: Mutex::new(GuardianLock::for_database(&ctx.config.database_url)),
+            ctx,
             run: Mutex::new(RunState::default()),
-            active: std::sync::atomic::AtomicBool::new(false),
+            active: AtomicBool::new(false),
         }
     }
 
     /// Whether the last cycle found this process holding the guardian lock.
     pub fn is_active(&self) -> bool {
-        self.active.load(std::sync::atomic::Ordering::Relaxed)
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Takes the lock if it is free (`guardian --once`, `replay`); true when held.
+    pub async fn take(&self) -> bool {
+        self.lock.lock().await.hold(&self.ctx.db).await.is_some()
+    }
+
+    /// This process's name in the lease and in outbox claims.
+    pub async fn holder(&self) -> String {
+        self.lock.lock().await.holder().to_owned()
     }
 
     /// Lets another process take over (at shutdown).
@@ -125,8 +130,9 @@ impl Guardian {
     /// One cycle. Cycles of one guardian never overlap.
     pub async fn cycle(&self) -> Result<Outcome, GuardianError> {
         let mut run = self.run.lock().await;
-        let active = self.lock.lock().await.hold().await;
-        self.active.store(active, std::sync::atomic::Ordering::Relaxed);
+        let epoch = self.lock.lock().await.hold(&self.ctx.db).await;
+        let active = epoch.is_some();
+        self.active.store(active, Ordering::Relaxed);
         ::metrics::gauge!("pulseguardian_guardian_active").set(if active { 1.0 } else { 0.0 });
         if run.was_active != Some(active) {
             if active {
@@ -136,43 +142,43 @@ impl Guardian {
             }
             run.was_active = Some(active);
         }
-        if !active {
+        let Some(epoch) = epoch else {
             return Ok(Outcome::Standby);
-        }
+        };
         if run.retry_at.is_some_and(|t| Instant::now() < t) {
             return Ok(Outcome::BackingOff);
         }
         let started = Instant::now();
+        let observed_at = db::now();
         let observed = match self.observe(&mut run).await {
             Ok(o) => o,
             Err(e) => {
-                self.broker_down(&mut run, &e).await?;
+                self.broker_down(&mut run, epoch, &e).await?;
                 return Ok(Outcome::BrokerDown(e.to_string()));
             }
         };
-        self.broker_back(&mut run).await?;
-        let report = self.guard(&observed).await?;
+        self.broker_up(&mut run, epoch).await?;
+        let report = self.guard(epoch, &observed).await?;
 
         run.cycle += 1;
-        let now = Utc::now();
-        let seen: Vec<Seen> = observed
-            .iter()
-            .map(|q| Seen {
+        let queues = observed
+            .into_iter()
+            .map(|q| observations::Seen {
                 consumers: run.consumers.get(&(q.vhost.clone(), q.name.clone())).copied(),
-                vhost: q.vhost.clone(),
-                name: q.name.clone(),
-                messages: q.messages,
-                ready: q.ready,
-                unacked: q.unacked,
+                vhost: q.vhost,
+                name: q.name,
+                depth: q.depth,
             })
-            .collect();
-        run.sampler.record(&self.app.db, &seen, now.timestamp()).await?;
+            .collect::<Vec<_>>();
+        run.sampler
+            .record(&self.ctx.db, &queues, Utc::now().timestamp())
+            .await?;
         let snapshot = Snapshot {
             cycle: run.cycle,
-            observed_at: db::timestamp(now),
-            queues: seen,
+            observed_at,
+            queues,
         };
-        observations::store_latest(&self.app.db, &snapshot).await?;
+        observations::store_latest(&self.ctx.db, &snapshot).await?;
         ::metrics::histogram!("pulseguardian_guardian_cycle_seconds").record(started.elapsed().as_secs_f64());
         ::metrics::gauge!("pulseguardian_guarded_queues").set(report.queues as f64);
         Ok(Outcome::Guarded(report))
@@ -181,8 +187,9 @@ impl Guardian {
     /// Every queue of every guarded vhost; consumers at a slower pace, and never failing
     /// the cycle.
     async fn observe(&self, run: &mut RunState) -> Result<Vec<QueueDepth>, BrokerError> {
-        let vhosts = &self.app.config.rabbit_vhosts;
-        let fetches = vhosts.iter().map(|v| self.broker.queue_depths(v));
+        let vhosts = &self.ctx.config.rabbit_vhosts;
+        let broker = &self.ctx.broker;
+        let fetches = vhosts.iter().map(|v| broker.queue_depths(v));
         let depths: Vec<QueueDepth> = futures::future::try_join_all(fetches)
             .await?
             .into_iter()
@@ -196,7 +203,7 @@ impl Guardian {
             let mut counts = HashMap::new();
             let mut complete = true;
             for v in vhosts {
-                match self.broker.consumers(v).await {
+                match broker.consumers(v).await {
                     Ok(list) => {
                         for c in list {
                             *counts.entry((v.clone(), c.queue)).or_insert(0) += 1;
@@ -220,377 +227,259 @@ impl Guardian {
         Ok(depths)
     }
 
-    async fn broker_down(&self, run: &mut RunState, e: &BrokerError) -> Result<(), GuardianError> {
+    async fn broker_down(&self, run: &mut RunState, epoch: i64, e: &BrokerError) -> Result<(), GuardianError> {
         run.failures += 1;
-        let wait = FIRST_BACKOFF
-            .saturating_mul(1 << run.failures.saturating_sub(1).min(10))
-            .min(MAX_BACKOFF);
+        let wait = plan::backoff(run.failures);
         run.retry_at = Some(Instant::now() + wait);
         tracing::warn!(error = %e, failures = run.failures, retry_in = ?wait, "cannot read the broker: no decisions this cycle");
-        if broker_marked_down(&self.app).await? {
-            return Ok(());
-        }
-        let error = e.to_string();
-        let unreachable = NewEvent::new(
-            BROKER_STREAM,
-            Event::BrokerUnreachable(BrokerUnreachable { error: error.clone() }),
-            ACTOR,
-        );
-        let mut batch = vec![unreachable.clone()];
-        let admins = verified_admins(&self.app).await?;
-        if !admins.is_empty() {
-            let c = &self.app.config;
-            let text = templates::broker_unreachable(c.rabbit_management_url.as_str(), &error, &c.link("/queues"));
-            batch.push(outbox::queue(admins, text, Some(unreachable.id), ACTOR));
-        }
-        self.app.record(batch).await?;
-        Ok(())
+        let status = projections::broker::status(&self.ctx.db).await?;
+        let down = status.is_some_and(|s| !s.reachable);
+        let admins = if down {
+            Vec::new()
+        } else {
+            projections::users::verified_admins(&self.ctx.db).await?
+        };
+        let planned = plan::broker_down(down, &e.to_string(), &admins);
+        self.record(epoch, self.events(BROKER_STREAM, planned)).await
     }
 
     /// Clears the backoff, and records the recovery if an outage was recorded.
-    async fn broker_back(&self, run: &mut RunState) -> Result<(), GuardianError> {
+    async fn broker_up(&self, run: &mut RunState, epoch: i64) -> Result<(), GuardianError> {
         run.failures = 0;
         run.retry_at = None;
-        let down_since = db::query_string(
-            &self.app.db,
-            "SELECT since FROM broker_status WHERE id = 1 AND reachable = ?",
-            [false.into()],
-        )
-        .await?;
-        let Some(down_since) = down_since else { return Ok(()) };
-        tracing::info!(down_since = %down_since, "broker reachable again");
-        let e = Event::BrokerRecovered(BrokerRecovered { down_since });
-        self.app.record(vec![NewEvent::new(BROKER_STREAM, e, ACTOR)]).await?;
+        let status = projections::broker::status(&self.ctx.db).await?;
+        let down_since = status.filter(|s| !s.reachable).map(|s| s.since);
+        if let Some(since) = &down_since {
+            tracing::info!(down_since = %since, "broker reachable again");
+        }
+        let planned = plan::broker_up(down_since.as_deref());
+        self.record(epoch, self.events(BROKER_STREAM, planned)).await
+    }
+
+    /// Each planned event on `stream`, with the email it causes.
+    fn events(&self, stream: &str, planned: Vec<Planned>) -> Vec<NewEvent> {
+        let mut out = Vec::with_capacity(planned.len());
+        for p in planned {
+            let e = NewEvent::new(stream, p.event, &ACTOR);
+            let email = p.notice.map(|n| self.ctx.email(&n, Some(e.id), &ACTOR));
+            out.push(e);
+            out.extend(email);
+        }
+        out
+    }
+
+    /// Appends `batch` if this guardian's epoch is still the lease's, in one transaction
+    /// with the check; then brings the read models up to date.
+    async fn record(&self, epoch: i64, batch: Vec<NewEvent>) -> Result<(), GuardianError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let db = &self.ctx.db;
+        let fenced = db::retry("guardian append", || async {
+            let txn = db::begin_write(db).await?;
+            if !lock::fenced_in(&txn, epoch).await? {
+                txn.rollback().await?;
+                return Ok::<bool, crate::events::AppendError>(false);
+            }
+            store::append_in(&txn, batch.clone()).await?;
+            txn.commit().await?;
+            Ok(true)
+        })
+        .await
+        .map_err(RecordError::from)?;
+        if !fenced {
+            tracing::warn!("the guardian lock was lost: this guardian's decisions were not recorded");
+            return Err(GuardianError::Fenced);
+        }
+        self.ctx.catch_up().await;
         Ok(())
     }
 
-    /// Decides, records, acts. Returns what it did.
-    async fn guard(&self, observed: &[QueueDepth]) -> Result<Report, GuardianError> {
+    /// Plans every queue, records the plan, acts, records the outcomes.
+    async fn guard(&self, epoch: i64, observed: &[QueueDepth]) -> Result<Report, GuardianError> {
         let now = Utc::now();
-        let states = load_states(&self.app).await?;
-        let accounts = load_accounts(&self.app).await?;
-        let recipients = load_recipients(&self.app).await?;
-        let c = &self.app.config;
-        let public = c.public_url.as_str();
+        let db = &self.ctx.db;
+        let records = projections::queues::all(db).await?;
+        let accounts = projections::accounts::names(db).await?;
+        let recipients = projections::accounts::recipients(db).await?;
+        let policy = self.ctx.policy();
+        let reserved = self.ctx.config.reserved_users_regex.as_ref();
+        let none: Vec<String> = Vec::new();
 
-        let mut batch: Vec<NewEvent> = Vec::new();
-        let mut to_delete: Vec<Deletion> = Vec::new();
-        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        let mut batch = Vec::new();
+        let mut deletions: Vec<Deletion> = Vec::new();
+        let mut planned = |queue: &QueueRef, rec: Option<&projections::queues::QueueRecord>, seen: Seen| {
+            let state = rec.map(|r| r.state()).unwrap_or_default();
+            let owner = Ownership::of(queue, &accounts, reserved);
+            let to = owner.account().and_then(|a| recipients.get(a)).unwrap_or(&none);
+            let p = plan::plan(
+                Queue {
+                    queue,
+                    state: &state,
+                    owner: &owner,
+                    recipients: to,
+                },
+                seen,
+                &policy,
+                now,
+            );
+            batch.extend(self.events(&queue.stream(), p.record));
+            deletions.extend(p.delete);
+        };
+        let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(observed.len());
         for q in observed {
-            seen.insert((q.vhost.as_str(), q.name.as_str()));
-            let Some(messages) = q.messages else { continue };
-            let depth = Depth {
-                messages,
-                ready: q.ready.unwrap_or(0),
-                unacked: q.unacked.unwrap_or(0),
-            };
+            seen.insert((&q.vhost, &q.name));
             let queue = QueueRef::new(q.vhost.clone(), q.name.clone());
-            let owner = ownership(&queue, &accounts, c.reserved_users_regex.as_ref());
-            let account = match &owner {
-                Ownership::Account(a) => Some(a.clone()),
-                _ => None,
+            let how = match q.depth {
+                Some(d) => Seen::Depth(d),
+                None => Seen::Unknown,
             };
-            let state = states
-                .get(&(q.vhost.clone(), q.name.clone()))
-                .cloned()
-                .unwrap_or_default();
-            let eff = self.policy.effective(&state.overrides);
-            let to: Vec<String> = account
-                .as_ref()
-                .and_then(|a| recipients.get(a))
-                .cloned()
-                .unwrap_or_default();
-            let link = templates::queue_link(public, &queue);
-            let stream = queue.stream();
-
-            if state.delete_pending && owner != Ownership::Reserved {
-                // A deletion decided before a crash: carry it out now if it still holds.
-                if messages > eff.del_size && !eff.unbounded {
-                    to_delete.push(Deletion {
-                        queue: queue.clone(),
-                        depth,
-                        del_size: eff.del_size,
-                        owner: account.clone(),
-                    });
-                } else {
-                    let e = Event::QueueDeleteFailed(QueueDeleteFailed {
-                        vhost: queue.vhost.clone(),
-                        name: queue.name.clone(),
-                        error: format!("no longer above the deletion size ({messages} messages): kept"),
-                        gone: true,
-                    });
-                    batch.push(NewEvent::new(stream.clone(), e, ACTOR));
-                }
-            }
-            for decision in policy::decide(&state, depth, &owner, &self.policy, now) {
-                match decision {
-                    Decision::Warn { notify } => {
-                        let notified = notify && !to.is_empty();
-                        let e = NewEvent::new(
-                            stream.clone(),
-                            Event::QueueWarned(QueueWarned {
-                                vhost: queue.vhost.clone(),
-                                name: queue.name.clone(),
-                                owner: account.clone(),
-                                depth,
-                                warn_size: eff.warn_size,
-                                del_size: eff.del_size,
-                                unbounded: eff.unbounded,
-                                notified,
-                            }),
-                            ACTOR,
-                        );
-                        if notified {
-                            let text =
-                                templates::warning(&queue, depth, eff.warn_size, eff.del_size, eff.unbounded, &link);
-                            batch.push(outbox::queue(to.clone(), text, Some(e.id), ACTOR));
-                        }
-                        batch.push(e);
-                    }
-                    Decision::Recover { notify } => {
-                        let notified = notify && !to.is_empty();
-                        let e = NewEvent::new(
-                            stream.clone(),
-                            Event::QueueRecovered(QueueRecovered {
-                                vhost: queue.vhost.clone(),
-                                name: queue.name.clone(),
-                                owner: account.clone(),
-                                depth,
-                                warn_size: eff.warn_size,
-                                notified,
-                            }),
-                            ACTOR,
-                        );
-                        if notified {
-                            let text = templates::recovered(&queue, depth, eff.warn_size, &link);
-                            batch.push(outbox::queue(to.clone(), text, Some(e.id), ACTOR));
-                        }
-                        batch.push(e);
-                    }
-                    Decision::Delete { dry_run: true, .. } => {
-                        tracing::info!(vhost = %queue.vhost, queue = %queue.name, messages, "dry run: would delete");
-                        let e = Event::QueueDeleted(QueueDeleted {
-                            vhost: queue.vhost.clone(),
-                            name: queue.name.clone(),
-                            owner: account.clone(),
-                            depth,
-                            del_size: eff.del_size,
-                            dry_run: true,
-                        });
-                        batch.push(NewEvent::new(stream.clone(), e, ACTOR));
-                    }
-                    Decision::Delete { dry_run: false, .. } => {
-                        let e = Event::QueueDeletionDecided(QueueDeletionDecided {
-                            vhost: queue.vhost.clone(),
-                            name: queue.name.clone(),
-                            owner: account.clone(),
-                            depth,
-                            del_size: eff.del_size,
-                        });
-                        batch.push(NewEvent::new(stream.clone(), e, ACTOR));
-                        to_delete.push(Deletion {
-                            queue: queue.clone(),
-                            depth,
-                            del_size: eff.del_size,
-                            owner: account.clone(),
-                        });
-                    }
-                }
+            planned(&queue, records.get(&q.vhost, &q.name), how);
+        }
+        // Deletions pending for queues that are no longer there.
+        for (queue, rec) in records.iter() {
+            if rec.delete_pending && !seen.contains(&(queue.vhost.as_str(), queue.name.as_str())) {
+                planned(&queue, Some(rec), Seen::Gone);
             }
         }
-        // Pending deletions of queues that are gone: nothing is left to do.
-        for ((vhost, name), state) in &states {
-            if state.delete_pending && !seen.contains(&(vhost.as_str(), name.as_str())) {
-                let queue = QueueRef::new(vhost.clone(), name.clone());
-                let e = Event::QueueDeleteFailed(QueueDeleteFailed {
-                    vhost: vhost.clone(),
-                    name: name.clone(),
-                    error: "the queue was already gone (deleted by someone else, or by this guardian just before a restart)".into(),
-                    gone: true,
-                });
-                batch.push(NewEvent::new(queue.stream(), e, ACTOR));
-            }
-        }
-
         let mut report = Report {
             queues: observed.len(),
             events: batch.len(),
             ..Default::default()
         };
-        if !batch.is_empty() {
-            self.app.record(batch).await?;
-        }
+        self.record(epoch, batch).await?;
         crate::app::fault_point("after-decisions");
 
-        // Act: delete, then record what happened.
         let mut outcomes = Vec::new();
-        for d in to_delete {
-            let stream = d.queue.stream();
-            match self.broker.delete_queue(&d.queue.vhost, &d.queue.name).await {
+        for d in deletions {
+            if !self.holds().await {
+                tracing::warn!("the guardian lock was lost: no more deletions in this cycle");
+                return Err(GuardianError::Fenced);
+            }
+            let outcome = match self.ctx.broker.delete_queue(&d.queue.vhost, &d.queue.name).await {
                 Ok(Deleted::Deleted) => {
                     tracing::info!(vhost = %d.queue.vhost, queue = %d.queue.name, messages = d.depth.messages, "queue deleted");
-                    let e = NewEvent::new(
-                        stream,
-                        Event::QueueDeleted(QueueDeleted {
-                            vhost: d.queue.vhost.clone(),
-                            name: d.queue.name.clone(),
-                            owner: d.owner.clone(),
-                            depth: d.depth,
-                            del_size: d.del_size,
-                            dry_run: false,
-                        }),
-                        ACTOR,
-                    );
-                    let to = d
-                        .owner
-                        .as_ref()
-                        .and_then(|a| recipients.get(a))
-                        .cloned()
-                        .unwrap_or_default();
-                    if !to.is_empty() {
-                        let text =
-                            templates::deleted(&d.queue, d.depth, d.del_size, &templates::queue_link(public, &d.queue));
-                        outcomes.push(outbox::queue(to, text, Some(e.id), ACTOR));
-                    }
-                    outcomes.push(e);
                     report.deleted += 1;
+                    Done::Deleted
                 }
-                Ok(Deleted::NotFound) => {
-                    let e = Event::QueueDeleteFailed(QueueDeleteFailed {
-                        vhost: d.queue.vhost.clone(),
-                        name: d.queue.name.clone(),
-                        error: "the queue was already gone".into(),
-                        gone: true,
-                    });
-                    outcomes.push(NewEvent::new(stream, e, ACTOR));
-                }
+                Ok(Deleted::NotFound) => Done::Gone,
                 Err(err) => {
                     tracing::warn!(vhost = %d.queue.vhost, queue = %d.queue.name, error = %err, "queue not deleted; will retry");
                     report.delete_failed += 1;
-                    let already_failed = states
-                        .get(&(d.queue.vhost.clone(), d.queue.name.clone()))
-                        .is_some_and(|s| s.delete_failed);
-                    if !already_failed {
-                        let e = Event::QueueDeleteFailed(QueueDeleteFailed {
-                            vhost: d.queue.vhost.clone(),
-                            name: d.queue.name.clone(),
-                            error: err.to_string(),
-                            gone: false,
-                        });
-                        outcomes.push(NewEvent::new(stream, e, ACTOR));
-                    }
+                    Done::Failed(err.to_string())
                 }
-            }
+            };
+            crate::app::fault_point("after-delete");
+            outcomes.extend(self.events(&d.queue.stream(), plan::settle(&d, outcome)));
         }
         report.events += outcomes.len();
-        if !outcomes.is_empty() {
-            self.app.record(outcomes).await?;
-        }
+        self.record(epoch, outcomes).await?;
         Ok(report)
     }
 }
 
-struct Deletion {
-    queue: QueueRef,
-    depth: Depth,
-    del_size: u64,
-    owner: Option<String>,
-}
+#[cfg(test)]
+mod tests {
+    //! The planner and the read model's fold together, over open-ended sequences of
+    //! observations: what a queue's life through many cycles can never contain.
 
-/// Who a queue belongs to, by its name and the accounts known here.
-pub fn ownership(queue: &QueueRef, accounts: &HashSet<String>, reserved: Option<&regex::Regex>) -> Ownership {
-    match queue.owner_name() {
-        Some(name) if reserved.is_some_and(|r| r.is_match(name)) => Ownership::Reserved,
-        Some(name) if accounts.contains(name) => Ownership::Account(name.to_owned()),
-        _ => Ownership::Unknown,
+    use chrono::{DateTime, Duration, Utc};
+    use proptest::prelude::*;
+
+    use crate::domain::event::Event;
+    use crate::domain::plan::{self, Outcome, Queue, Seen};
+    use crate::domain::policy::Policy;
+    use crate::domain::{Depth, Ownership, QueueRef};
+    use crate::projections::queues::{QueueRecord, fold_for_tests};
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Depth(u64),
+        Unknown,
+        Gone,
+        /// The deletion decided in the last step fails.
+        DeleteFails,
     }
-}
 
-type QueueKey = (String, String);
-
-fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// The decision state of every queue the guardian ever recorded something about.
-async fn load_states(app: &App) -> Result<HashMap<QueueKey, QueueState>, sea_orm::DbErr> {
-    let rows = app
-        .db
-        .query_all_raw(stmt(
-            app.db.get_database_backend(),
-            "SELECT vhost, name, warned, notified, last_warning_at, delete_pending, delete_failed, dry_run_flagged, \
-             unbounded, warn_size, del_size FROM queues",
-            [],
-        ))
-        .await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let state = QueueState {
-            warned: r.try_get("", "warned")?,
-            notified: r.try_get("", "notified")?,
-            last_warning_at: parse_time(r.try_get("", "last_warning_at")?),
-            delete_pending: r.try_get("", "delete_pending")?,
-            delete_failed: r.try_get("", "delete_failed")?,
-            dry_run_flagged: r.try_get("", "dry_run_flagged")?,
-            overrides: Overrides {
-                unbounded: r.try_get("", "unbounded")?,
-                warn_size: r.try_get::<Option<i64>>("", "warn_size")?.map(|v| v.max(0) as u64),
-                del_size: r.try_get::<Option<i64>>("", "del_size")?.map(|v| v.max(0) as u64),
-            },
-        };
-        out.insert((r.try_get("", "vhost")?, r.try_get("", "name")?), state);
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (0u64..12_000).prop_map(Step::Depth),
+            1 => Just(Step::Unknown),
+            1 => Just(Step::Gone),
+            1 => Just(Step::DeleteFails),
+        ]
     }
-    Ok(out)
-}
 
-async fn load_accounts(app: &App) -> Result<HashSet<String>, sea_orm::DbErr> {
-    let rows = app
-        .db
-        .query_all_raw(stmt(app.db.get_database_backend(), "SELECT name FROM accounts", []))
-        .await?;
-    rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect()
-}
-
-/// The verified email addresses of each account's owners: the only ones that get queue
-/// emails.
-async fn load_recipients(app: &App) -> Result<HashMap<String, Vec<String>>, sea_orm::DbErr> {
-    let rows = app
-        .db
-        .query_all_raw(stmt(
-            app.db.get_database_backend(),
-            "SELECT o.account, o.email FROM account_owners o JOIN users u ON u.email = o.email \
-             WHERE u.email_verified = ? ORDER BY o.account, o.email",
-            [true.into()],
-        ))
-        .await?;
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    for r in rows {
-        out.entry(r.try_get_by_index(0)?)
-            .or_default()
-            .push(r.try_get_by_index(1)?);
+    fn owner() -> impl Strategy<Value = Ownership> {
+        prop_oneof![
+            3 => Just(Ownership::Account("alice".into())),
+            1 => Just(Ownership::Unknown),
+            1 => Just(Ownership::Reserved),
+        ]
     }
-    Ok(out)
-}
 
-async fn verified_admins(app: &App) -> Result<Vec<String>, sea_orm::DbErr> {
-    let rows = app
-        .db
-        .query_all_raw(stmt(
-            app.db.get_database_backend(),
-            "SELECT email FROM users WHERE is_admin = ? AND email_verified = ? ORDER BY email",
-            [true.into(), true.into()],
-        ))
-        .await?;
-    rows.iter().map(|r| r.try_get_by_index::<String>(0)).collect()
-}
-
-async fn broker_marked_down(app: &App) -> Result<bool, sea_orm::DbErr> {
-    Ok(db::query_i64(
-        &app.db,
-        "SELECT COUNT(*) FROM broker_status WHERE reachable = ?",
-        [false.into()],
-    )
-    .await?
-        > 0)
+    proptest! {
+        #[test]
+        fn never_two_warnings_in_one_excursion_nor_a_deletion_of_an_unbounded_or_reserved_queue(
+            steps in proptest::collection::vec(step(), 1..60),
+            owner in owner(),
+            unbounded in any::<bool>(),
+            dry_run in any::<bool>(),
+        ) {
+            let policy = Policy { warn_size: 2000, del_size: 8000, dry_run, warn_cooldown: Duration::hours(1) };
+            let queue = QueueRef::new("/", "queue/alice/jobs");
+            let mut record = Some(QueueRecord { unbounded, ..Default::default() });
+            let start = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap().with_timezone(&Utc);
+            let recipients = vec!["ann@x.org".to_owned()];
+            let mut warnings_this_excursion = 0;
+            let mut pending_delete = None;
+            for (i, s) in steps.iter().enumerate() {
+                let now = start + Duration::seconds(5 * i as i64);
+                let state = record.as_ref().map(QueueRecord::state).unwrap_or_default();
+                let seen = match s {
+                    Step::Depth(m) => Seen::Depth(Depth::of(*m, 0)),
+                    Step::Unknown => Seen::Unknown,
+                    Step::Gone => Seen::Gone,
+                    Step::DeleteFails => {
+                        if let Some(d) = pending_delete.take() {
+                            for p in plan::settle(&d, Outcome::Failed("500".into())) {
+                                fold_for_tests(&queue, &mut record, &p.event, now);
+                            }
+                        }
+                        continue;
+                    }
+                };
+                let p = plan::plan(Queue { queue: &queue, state: &state, owner: &owner, recipients: &recipients }, seen, &policy, now);
+                for planned in &p.record {
+                    match &planned.event {
+                        Event::QueueWarned(w) => {
+                            warnings_this_excursion += 1;
+                            prop_assert!(warnings_this_excursion <= 1, "two warnings in one excursion: {steps:?}");
+                            prop_assert!(w.depth.messages > 2000);
+                        }
+                        Event::QueueRecovered(_) | Event::QueueDeleted(_) => warnings_this_excursion = 0,
+                        Event::QueueDeletionDecided(_) => {
+                            prop_assert!(!unbounded && owner != Ownership::Reserved && !dry_run, "decided a forbidden deletion: {steps:?}");
+                        }
+                        _ => {}
+                    }
+                    prop_assert!(planned.notice.is_none() || matches!(owner, Ownership::Account(_)));
+                    fold_for_tests(&queue, &mut record, &planned.event, now);
+                }
+                if let Some(d) = p.delete {
+                    prop_assert!(!unbounded && owner != Ownership::Reserved && !dry_run, "a forbidden deletion: {steps:?}");
+                    prop_assert!(d.depth.messages > 8000);
+                    pending_delete = Some(d.clone());
+                    if matches!(steps.get(i + 1), Some(Step::DeleteFails)) {
+                        continue;
+                    }
+                    pending_delete = None;
+                    for p in plan::settle(&d, Outcome::Deleted) {
+                        fold_for_tests(&queue, &mut record, &p.event, now);
+                    }
+                    warnings_this_excursion = 0;
+                }
+            }
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Email: the texts, the transport (SMTP with mail-send, or the log and the dev mailbox
-//! when `SMTP_URL` is unset), and the outbox dispatcher.
+//! when `SMTP_URL` is unset), and the outbox's events.
 
 pub mod outbox;
 pub mod templates;
@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use crate::config::{Config, SmtpConfig, SmtpSecurity};
 
-/// One email to send.
+/// One email message to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Email {
+pub struct Message {
     /// Unique per email; also the Message-ID's left part, so a resent email is
     /// recognisably the same one.
     pub id: String,
@@ -34,12 +34,12 @@ pub struct MailError(pub String);
 
 /// The emails kept for `/dev/mailbox` when no SMTP server is configured.
 #[derive(Clone, Default)]
-pub struct DevMailbox(Arc<Mutex<VecDeque<(String, Email)>>>);
+pub struct DevMailbox(Arc<Mutex<VecDeque<(String, Message)>>>);
 
 impl DevMailbox {
     const KEEP: usize = 200;
 
-    fn push(&self, email: Email) {
+    fn push(&self, email: Message) {
         if let Ok(mut q) = self.0.lock() {
             q.push_front((crate::db::now(), email));
             q.truncate(Self::KEEP);
@@ -47,7 +47,7 @@ impl DevMailbox {
     }
 
     /// Newest first.
-    pub fn list(&self) -> Vec<(String, Email)> {
+    pub fn list(&self) -> Vec<(String, Message)> {
         self.0.lock().map(|q| q.iter().cloned().collect()).unwrap_or_default()
     }
 }
@@ -72,7 +72,7 @@ impl Mailer {
         self.smtp.is_none()
     }
 
-    pub async fn send(&self, email: &Email) -> Result<(), MailError> {
+    pub async fn send(&self, email: &Message) -> Result<(), MailError> {
         let Some(smtp) = &self.smtp else {
             if email.secret {
                 tracing::info!(to = ?email.to, subject = %email.subject, "email kept in the dev mailbox (/dev/mailbox); SMTP_URL is not set");

@@ -1,8 +1,8 @@
 //! Email texts. Subjects are exact (CONTRACT.md); queue emails state the queue, its
 //! vhost, the message counts, the thresholds and a link to the queue's page.
 
-use crate::domain::{QueueRef, encode_segment};
-use crate::events::kinds::Depth;
+use crate::domain::notice::About;
+use crate::domain::{Depth, QueueRef};
 
 /// A subject and a plain-text body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,14 +11,39 @@ pub struct Text {
     pub body: String,
 }
 
-/// The link to a queue's page.
-pub fn queue_link(public_url: &str, q: &QueueRef) -> String {
-    format!(
-        "{}/queues/{}/{}",
-        public_url.trim_end_matches('/'),
-        encode_segment(&q.vhost),
-        encode_segment(&q.name)
-    )
+/// A link to a path of the site at `public_url`.
+fn link(public_url: &str, path: &str) -> String {
+    format!("{}{path}", public_url.trim_end_matches('/'))
+}
+
+/// The words of an email the deciders asked for; links lead to `public_url`.
+pub fn render(about: &About, public_url: &str) -> Text {
+    match about {
+        About::QueueWarning {
+            queue,
+            depth,
+            warn_size,
+            del_size,
+            unbounded,
+        } => warning(
+            queue,
+            *depth,
+            *warn_size,
+            *del_size,
+            *unbounded,
+            &link(public_url, &queue.path()),
+        ),
+        About::QueueRecovered {
+            queue,
+            depth,
+            warn_size,
+        } => recovered(queue, *depth, *warn_size, &link(public_url, &queue.path())),
+        About::QueueDeleted { queue, depth, del_size } => {
+            deleted(queue, *depth, *del_size, &link(public_url, &queue.path()))
+        }
+        About::BrokerUnreachable { error } => broker_unreachable(error, &link(public_url, "/queues")),
+        About::OwnerAdded { account, by } => owner_added(account, by, &link(public_url, "/accounts")),
+    }
 }
 
 fn facts(q: &QueueRef, depth: Depth) -> String {
@@ -31,7 +56,7 @@ fn facts(q: &QueueRef, depth: Depth) -> String {
 const ADVICE: &str = "Please check that the consumers of this queue are running and keeping up, and \
 delete durable queues that nothing reads any more.";
 
-pub fn warning(q: &QueueRef, depth: Depth, warn_size: u64, del_size: u64, unbounded: bool, link: &str) -> Text {
+fn warning(q: &QueueRef, depth: Depth, warn_size: u64, del_size: u64, unbounded: bool, link: &str) -> Text {
     let fate = if unbounded {
         "This queue is unbounded: it will not be deleted automatically.".to_owned()
     } else {
@@ -52,7 +77,7 @@ pub fn warning(q: &QueueRef, depth: Depth, warn_size: u64, del_size: u64, unboun
     }
 }
 
-pub fn recovered(q: &QueueRef, depth: Depth, warn_size: u64, link: &str) -> Text {
+fn recovered(q: &QueueRef, depth: Depth, warn_size: u64, link: &str) -> Text {
     Text {
         subject: format!("Pulse warning: queue \"{}\" is back to normal", q.name),
         body: format!(
@@ -62,7 +87,7 @@ pub fn recovered(q: &QueueRef, depth: Depth, warn_size: u64, link: &str) -> Text
     }
 }
 
-pub fn deleted(q: &QueueRef, depth: Depth, del_size: u64, link: &str) -> Text {
+fn deleted(q: &QueueRef, depth: Depth, del_size: u64, link: &str) -> Text {
     Text {
         subject: format!("Pulse warning: queue \"{}\" has been deleted", q.name),
         body: format!(
@@ -74,13 +99,13 @@ pub fn deleted(q: &QueueRef, depth: Depth, del_size: u64, link: &str) -> Text {
     }
 }
 
-pub fn broker_unreachable(management_url: &str, error: &str, link: &str) -> Text {
+fn broker_unreachable(error: &str, link: &str) -> Text {
     Text {
         subject: "PulseGuardian error: cannot reach RabbitMQ".to_owned(),
         body: format!(
             "The guardian cannot read the broker's queues, so it guards nothing until the broker answers \
              again. It keeps trying, less often the longer the outage lasts, and records the recovery.\n\n\
-             Management API: {management_url}\nError: {error}\n\nStatus: {link}\n"
+             Error: {error}\n\nStatus: {link}\n"
         ),
     }
 }
@@ -95,7 +120,7 @@ pub fn sign_in(link: &str, minutes: i64) -> Text {
     }
 }
 
-pub fn owner_added(account: &str, by: &str, link: &str) -> Text {
+fn owner_added(account: &str, by: &str, link: &str) -> Text {
     Text {
         subject: format!("PulseGuardian: you are now an owner of the RabbitMQ account \"{account}\""),
         body: format!(
@@ -112,12 +137,8 @@ mod tests {
     #[test]
     fn subjects_are_the_contract_ones() {
         let q = QueueRef::new("/", "queue/alice/jobs");
-        let d = Depth {
-            messages: 2500,
-            ready: 2400,
-            unacked: 100,
-        };
-        let link = queue_link("http://pg.example/", &q);
+        let d = Depth::of(2400, 100);
+        let link = link("http://pg.example/", &q.path());
         assert_eq!(link, "http://pg.example/queues/%2F/queue%2Falice%2Fjobs");
         assert_eq!(
             warning(&q, d, 2000, 8000, false, &link).subject,
@@ -137,11 +158,7 @@ mod tests {
     #[test]
     fn warning_states_counts_thresholds_and_fate() {
         let q = QueueRef::new("v1", "queue/alice/jobs");
-        let d = Depth {
-            messages: 2500,
-            ready: 2400,
-            unacked: 100,
-        };
+        let d = Depth::of(2400, 100);
         let t = warning(&q, d, 2000, 8000, false, "L");
         for part in [
             "queue/alice/jobs",

@@ -1,14 +1,30 @@
-//! Read models and the projector that builds them from the event log.
+//! The read side: the projector that builds the read models from the event log, and one
+//! module per read model holding how events change it and every query that reads it.
+//! No other module reads or writes these tables.
 //!
-//! The projector applies events in `seq` order and moves its checkpoint in the same
-//! transaction as the rows it changes: a crash never applies an event twice or skips one.
-//! Two projectors (after two appends, or on two replicas) take turns on the checkpoint
-//! row's lock.
+//! The projector applies events in `seq` order, a batch per transaction, and moves its
+//! checkpoint in the same transaction as the rows it changes: a crash never applies an
+//! event twice or skips one. Two projectors (after two appends, or on two replicas) take
+//! turns on the checkpoint row's lock. Within a batch each read model loads the rows the
+//! batch touches once, folds the events into them in memory (pure functions, tested
+//! without a database) and writes each changed row once.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Value};
+pub mod accounts;
+pub mod broker;
+pub mod outbox;
+pub mod queues;
+pub mod tokens;
+pub mod users;
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, Value};
 
 use crate::db::{self, stmt};
-use crate::events::kinds::{DecodeError, Event};
+use crate::domain::event::Event;
+use crate::events::schema::DecodeError;
 use crate::events::{StoredEvent, store};
 
 /// The checkpoint name of the read models.
@@ -25,10 +41,22 @@ pub enum ProjectionError {
     Decode { seq: i64, source: DecodeError },
 }
 
-impl crate::db::Transient for ProjectionError {
+impl db::Transient for ProjectionError {
     fn is_transient(&self) -> bool {
-        matches!(self, ProjectionError::Db(e) if crate::db::is_transient(e))
+        matches!(self, ProjectionError::Db(e) if db::is_transient(e))
     }
+}
+
+/// One event as a read model sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied<'a> {
+    pub seq: i64,
+    pub id: &'a str,
+    /// When it happened (the stored timestamp).
+    pub at: &'a str,
+    /// The stored actor (`user:<email>`, `guardian`, `cli`).
+    pub actor: &'a str,
+    pub event: &'a Event,
 }
 
 /// Applies every event not yet applied; returns how many it applied.
@@ -53,8 +81,26 @@ pub async fn catch_up(db: &DatabaseConnection) -> Result<u64, ProjectionError> {
 pub async fn step(db: &DatabaseConnection, limit: u64) -> Result<u64, ProjectionError> {
     use crate::db::Transient;
     match db::retry("projector step", || apply_batch(db, limit, false)).await {
-        Err(e) if !e.is_transient() => db::retry("projector step", || apply_batch(db, limit, true)).await,
+        Err(e) if !e.is_transient() => {
+            tracing::warn!(error = %e, "a batch of events could not be applied whole; applying it one event at a time");
+            db::retry("projector step", || apply_batch(db, limit, true)).await
+        }
         other => other,
+    }
+}
+
+fn decode(e: &StoredEvent) -> Result<Event, ProjectionError> {
+    e.decode()
+        .map_err(|source| ProjectionError::Decode { seq: e.seq, source })
+}
+
+fn applied<'a>(e: &'a StoredEvent, event: &'a Event) -> Applied<'a> {
+    Applied {
+        seq: e.seq,
+        id: &e.id,
+        at: &e.occurred_at,
+        actor: &e.actor,
+        event,
     }
 }
 
@@ -62,25 +108,33 @@ async fn apply_batch(db: &DatabaseConnection, limit: u64, isolate: bool) -> Resu
     use crate::db::Transient;
     let txn = db::begin_write(db).await?;
     let checkpoint = lock_checkpoint(&txn).await?;
-    let events = store::read_after(&txn, checkpoint, limit).await?;
-    let Some(last) = events.last().map(|e| e.seq) else {
+    let stored = store::read_after(&txn, checkpoint, limit).await?;
+    let Some(last) = stored.last().map(|e| e.seq) else {
         txn.rollback().await?;
         return Ok(0);
     };
-    for e in &events {
-        if !isolate {
-            apply(&txn, e).await?;
-            continue;
-        }
-        let savepoint = sea_orm::TransactionTrait::begin(&txn).await?;
-        match apply(&savepoint, e).await {
-            Ok(()) => savepoint.commit().await?,
-            Err(err) if err.is_transient() => return Err(err),
-            Err(err) => {
-                savepoint.rollback().await?;
-                record_failure(&txn, e, &err).await?;
+    if isolate {
+        for e in &stored {
+            let savepoint = sea_orm::TransactionTrait::begin(&txn).await?;
+            let outcome = match decode(e) {
+                Ok(event) => apply_all(&savepoint, &[applied(e, &event)])
+                    .await
+                    .map_err(ProjectionError::from),
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(()) => savepoint.commit().await?,
+                Err(err) if err.is_transient() => return Err(err),
+                Err(err) => {
+                    savepoint.rollback().await?;
+                    record_failure(&txn, e, &err).await?;
+                }
             }
         }
+    } else {
+        let events = stored.iter().map(decode).collect::<Result<Vec<Event>, _>>()?;
+        let batch: Vec<Applied<'_>> = stored.iter().zip(&events).map(|(s, e)| applied(s, e)).collect();
+        apply_all(&txn, &batch).await?;
     }
     exec(
         &txn,
@@ -89,28 +143,44 @@ async fn apply_batch(db: &DatabaseConnection, limit: u64, isolate: bool) -> Resu
     )
     .await?;
     txn.commit().await?;
-    Ok(events.len() as u64)
+    Ok(stored.len() as u64)
+}
+
+/// Every read model, in turn: each takes what concerns it.
+async fn apply_all(txn: &DatabaseTransaction, batch: &[Applied<'_>]) -> Result<(), DbErr> {
+    apply_model::<users::Users>(txn, batch).await?;
+    apply_model::<accounts::Accounts>(txn, batch).await?;
+    apply_model::<tokens::Tokens>(txn, batch).await?;
+    apply_model::<queues::Queues>(txn, batch).await?;
+    apply_model::<outbox::Outbox>(txn, batch).await?;
+    apply_model::<broker::Broker>(txn, batch).await
 }
 
 /// Keeps the event the projector could not apply, once, and says so loudly.
 async fn record_failure(txn: &DatabaseTransaction, e: &StoredEvent, err: &ProjectionError) -> Result<(), DbErr> {
     tracing::error!(seq = e.seq, kind = %e.kind, error = %err, "the projector cannot apply this event: skipped it and goes on; see projection_failures");
     ::metrics::counter!("pulseguardian_projection_failures_total").increment(1);
-    let sql = format!(
-        "{} projection_failures (seq, kind, error, failed_at) VALUES (?, ?, ?, ?)",
-        insert_ignore(txn.get_database_backend())
-    );
-    exec(
-        txn,
-        &sql,
-        [
+    let insert = Query::insert()
+        .into_table(Alias::new("projection_failures"))
+        .columns([
+            Alias::new("seq"),
+            Alias::new("kind"),
+            Alias::new("error"),
+            Alias::new("failed_at"),
+        ])
+        .values_panic([
             e.seq.into(),
             e.kind.as_str().into(),
             err.to_string().into(),
             db::now().into(),
-        ],
-    )
-    .await
+        ])
+        .on_conflict(
+            OnConflict::column(Alias::new("seq"))
+                .do_nothing_on([Alias::new("seq")])
+                .to_owned(),
+        )
+        .to_owned();
+    txn.execute(&insert).await.map(|_| ())
 }
 
 /// The events the projector could not apply: (seq, kind, error), oldest first.
@@ -164,460 +234,169 @@ async fn lock_checkpoint(txn: &DatabaseTransaction) -> Result<i64, DbErr> {
     db::query_i64(txn, &sql, [CHECKPOINT.into()]).await
 }
 
-fn insert_ignore(backend: DbBackend) -> &'static str {
-    match backend {
-        DbBackend::MySql => "INSERT IGNORE INTO",
-        _ => "INSERT OR IGNORE INTO",
-    }
-}
-
 async fn exec(txn: &impl ConnectionTrait, sql: &str, values: impl IntoIterator<Item = Value>) -> Result<(), DbErr> {
     txn.execute_raw(stmt(txn.get_database_backend(), sql, values))
         .await
         .map(|_| ())
 }
 
-/// The email of a `user:<email>` actor, else the actor itself (`cli`, `guardian`).
-fn actor_name(actor: &str) -> &str {
-    actor.strip_prefix("user:").unwrap_or(actor)
+/// A read model as the projector drives it: which rows an event touches, how it changes
+/// one of them (pure), and how rows are loaded and stored.
+#[async_trait::async_trait]
+pub(crate) trait Model {
+    type Key: Clone + Eq + Hash + Send + Sync;
+    type Row: Clone + PartialEq + Send + Sync;
+
+    /// The keys of the rows `e` changes (none for most events).
+    fn keys(e: &Applied<'_>) -> Vec<Self::Key>;
+
+    /// Changes one row (`None`: there is none, or it is deleted) as `e` says.
+    fn fold(key: &Self::Key, row: &mut Option<Self::Row>, e: &Applied<'_>);
+
+    /// The rows of these keys that exist.
+    async fn load(txn: &DatabaseTransaction, keys: &[Self::Key]) -> Result<HashMap<Self::Key, Self::Row>, DbErr>;
+
+    /// Writes the rows that changed, and deletes those that are gone.
+    async fn store(
+        txn: &DatabaseTransaction,
+        upserts: &[(&Self::Key, &Self::Row)],
+        deletes: &[&Self::Key],
+    ) -> Result<(), DbErr>;
 }
 
-async fn ensure_user(txn: &DatabaseTransaction, email: &str, at: &str) -> Result<(), DbErr> {
-    let sql = format!(
-        "{} users (email, email_verified, is_admin, is_auditor, created_at) VALUES (?, ?, ?, ?, ?)",
-        insert_ignore(txn.get_database_backend())
-    );
-    exec(
-        txn,
-        &sql,
-        [email.into(), false.into(), false.into(), false.into(), at.into()],
-    )
-    .await
-}
-
-async fn ensure_queue(txn: &DatabaseTransaction, vhost: &str, name: &str, owner: Option<&str>) -> Result<(), DbErr> {
-    let owner = owner.map(str::to_owned).or_else(|| {
-        crate::domain::QueueRef::new(vhost, name)
-            .owner_name()
-            .map(str::to_owned)
-    });
-    let sql = format!(
-        "{} queues (vhost, name, owner, warned, unbounded, deleted) VALUES (?, ?, ?, ?, ?, ?)",
-        insert_ignore(txn.get_database_backend())
-    );
-    exec(
-        txn,
-        &sql,
-        [
-            vhost.into(),
-            name.into(),
-            owner.into(),
-            false.into(),
-            false.into(),
-            false.into(),
-        ],
-    )
-    .await
-}
-
-/// Records what happened to a queue: its row (made if missing) gets the action, and the
-/// state columns in `sets` (`col = ?, ...` with `values`), in one UPDATE.
-#[allow(clippy::too_many_arguments)]
-async fn queue_update(
-    txn: &DatabaseTransaction,
-    vhost: &str,
-    name: &str,
-    owner: Option<&str>,
-    action: &str,
-    at: &str,
-    messages: Option<u64>,
-    sets: &str,
-    values: Vec<Value>,
-) -> Result<(), DbErr> {
-    ensure_queue(txn, vhost, name, owner).await?;
-    let sql = format!(
-        "UPDATE queues SET last_action = ?, last_action_at = ?, last_messages = COALESCE(?, last_messages){}{sets} \
-         WHERE vhost = ? AND name = ?",
-        if sets.is_empty() { "" } else { ", " }
-    );
-    let mut all: Vec<Value> = vec![action.into(), at.into(), messages.map(|m| m as i64).into()];
-    all.extend(values);
-    all.extend([vhost.into(), name.into()]);
-    exec(txn, &sql, all).await
-}
-
-/// The columns a deletion resets.
-const DELETED: &str = "deleted = ?, warned = ?, notified = ?, delete_pending = ?, delete_failed = ?, \
-                       dry_run_flagged = ?, warned_at = NULL";
-
-fn deleted_values() -> Vec<Value> {
-    vec![
-        true.into(),
-        false.into(),
-        false.into(),
-        false.into(),
-        false.into(),
-        false.into(),
-    ]
-}
-
-/// Adds an account row unless there is one (an upcast old event may come first).
-async fn insert_account(txn: &DatabaseTransaction, name: &str, by: &str, at: &str, status: &str) -> Result<(), DbErr> {
-    let sql = format!(
-        "{} accounts (name, created_by, created_at, status) VALUES (?, ?, ?, ?)",
-        insert_ignore(txn.get_database_backend())
-    );
-    exec(txn, &sql, [name.into(), by.into(), at.into(), status.into()]).await
-}
-
-async fn set_owners(txn: &DatabaseTransaction, account: &str, owners: &[String]) -> Result<(), DbErr> {
-    exec(txn, "DELETE FROM account_owners WHERE account = ?", [account.into()]).await?;
-    for owner in owners {
-        let sql = format!(
-            "{} account_owners (account, email) VALUES (?, ?)",
-            insert_ignore(txn.get_database_backend())
-        );
-        exec(txn, &sql, [account.into(), owner.as_str().into()]).await?;
+/// Loads what the batch touches, folds every event in order, stores what changed.
+async fn apply_model<M: Model>(txn: &DatabaseTransaction, batch: &[Applied<'_>]) -> Result<(), DbErr> {
+    let touched: Vec<(usize, Vec<M::Key>)> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i, M::keys(e)))
+        .filter(|(_, k)| !k.is_empty())
+        .collect();
+    if touched.is_empty() {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// Applies one event to the read models.
-async fn apply(txn: &DatabaseTransaction, stored: &StoredEvent) -> Result<(), ProjectionError> {
-    let event = stored.decode().map_err(|source| ProjectionError::Decode {
-        seq: stored.seq,
-        source,
-    })?;
-    let at = stored.occurred_at.as_str();
-    match event {
-        Event::UserSignedIn(e) => {
-            ensure_user(txn, &e.email, at).await?;
-            exec(
-                txn,
-                "UPDATE users SET last_sign_in_at = ? WHERE email = ?",
-                [at.into(), e.email.into()],
-            )
-            .await?;
-        }
-        Event::EmailVerified(e) => {
-            ensure_user(txn, &e.email, at).await?;
-            exec(
-                txn,
-                "UPDATE users SET email_verified = ? WHERE email = ?",
-                [true.into(), e.email.into()],
-            )
-            .await?;
-        }
-        Event::AdminGranted(e) => set_role(txn, "is_admin", &e.email, true, at).await?,
-        Event::AdminRevoked(e) => set_role(txn, "is_admin", &e.email, false, at).await?,
-        Event::AuditorGranted(e) => set_role(txn, "is_auditor", &e.email, true, at).await?,
-        Event::AuditorRevoked(e) => set_role(txn, "is_auditor", &e.email, false, at).await?,
-        Event::ApiTokenCreated(e) => {
-            exec(
-                txn,
-                "INSERT INTO api_tokens (id, email, label, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                [
-                    e.token_id.into(),
-                    e.email.into(),
-                    e.label.into(),
-                    e.token_hash.into(),
-                    at.into(),
-                ],
-            )
-            .await?;
-        }
-        Event::ApiTokenRevoked(e) => {
-            exec(
-                txn,
-                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                [at.into(), e.token_id.into()],
-            )
-            .await?;
-        }
-        Event::AccountCreationStarted(e) => {
-            insert_account(txn, &e.name, actor_name(&stored.actor), at, "creating").await?;
-            set_owners(txn, &e.name, &e.owners).await?;
-        }
-        Event::AccountCreationFailed(e) if e.user_removed => {
-            exec(
-                txn,
-                "DELETE FROM account_owners WHERE account = ?",
-                [e.name.as_str().into()],
-            )
-            .await?;
-            exec(txn, "DELETE FROM accounts WHERE name = ?", [e.name.into()]).await?;
-        }
-        Event::AccountCreationFailed(e) => {
-            // The user may still be in RabbitMQ: the account stays, being deleted, until
-            // reconciliation has removed it.
-            insert_account(txn, &e.name, actor_name(&stored.actor), at, "deleting").await?;
-            exec(
-                txn,
-                "UPDATE accounts SET status = 'deleting' WHERE name = ?",
-                [e.name.into()],
-            )
-            .await?;
-        }
-        Event::AccountCreated(e) => {
-            insert_account(txn, &e.name, actor_name(&stored.actor), at, "active").await?;
-            exec(
-                txn,
-                "UPDATE accounts SET status = 'active' WHERE name = ?",
-                [e.name.as_str().into()],
-            )
-            .await?;
-            set_owners(txn, &e.name, &e.owners).await?;
-        }
-        Event::AccountDeletionStarted(e) => {
-            exec(
-                txn,
-                "UPDATE accounts SET status = 'deleting' WHERE name = ?",
-                [e.name.into()],
-            )
-            .await?;
-        }
-        Event::AccountPasswordChanged(e) => {
-            exec(
-                txn,
-                "UPDATE accounts SET password_changed_at = ? WHERE name = ?",
-                [at.into(), e.name.into()],
-            )
-            .await?;
-        }
-        Event::AccountOwnersChanged(e) => set_owners(txn, &e.name, &e.owners).await?,
-        Event::AccountDeleted(e) => {
-            exec(
-                txn,
-                "DELETE FROM account_owners WHERE account = ?",
-                [e.name.as_str().into()],
-            )
-            .await?;
-            exec(txn, "DELETE FROM accounts WHERE name = ?", [e.name.into()]).await?;
-        }
-        Event::QueueDeletedByUser(e) => {
-            let action = format!("deleted by {}", actor_name(&stored.actor));
-            queue_update(
-                txn,
-                &e.vhost,
-                &e.name,
-                None,
-                &action,
-                at,
-                e.messages,
-                DELETED,
-                deleted_values(),
-            )
-            .await?;
-        }
-        Event::QueuePolicySet(e) => {
-            ensure_queue(txn, &e.vhost, &e.name, None).await?;
-            exec(
-                txn,
-                "UPDATE queues SET unbounded = ?, warn_size = ?, del_size = ? WHERE vhost = ? AND name = ?",
-                [
-                    e.unbounded.into(),
-                    e.warn_size.map(|v| v as i64).into(),
-                    e.del_size.map(|v| v as i64).into(),
-                    e.vhost.into(),
-                    e.name.into(),
-                ],
-            )
-            .await?;
-        }
-        Event::QueueWarned(e) => {
-            let sets = "warned = ?, notified = ?, warned_at = ?, deleted = ?, \
-                        last_warning_at = CASE WHEN ? THEN ? ELSE last_warning_at END";
-            let values = vec![
-                true.into(),
-                e.notified.into(),
-                at.into(),
-                false.into(),
-                e.notified.into(),
-                at.into(),
-            ];
-            let owner = e.owner.as_deref();
-            queue_update(
-                txn,
-                &e.vhost,
-                &e.name,
-                owner,
-                "warned",
-                at,
-                Some(e.depth.messages),
-                sets,
-                values,
-            )
-            .await?;
-        }
-        Event::QueueRecovered(e) => {
-            let sets = "warned = ?, notified = ?, dry_run_flagged = ?, warned_at = NULL";
-            let values = vec![false.into(), false.into(), false.into()];
-            let owner = e.owner.as_deref();
-            queue_update(
-                txn,
-                &e.vhost,
-                &e.name,
-                owner,
-                "recovered",
-                at,
-                Some(e.depth.messages),
-                sets,
-                values,
-            )
-            .await?;
-        }
-        Event::QueueDeletionDecided(e) => {
-            let sets = "delete_pending = ?, delete_failed = ?";
-            let values = vec![true.into(), false.into()];
-            let owner = e.owner.as_deref();
-            let m = Some(e.depth.messages);
-            queue_update(txn, &e.vhost, &e.name, owner, "deletion decided", at, m, sets, values).await?;
-        }
-        Event::QueueDeleted(e) => {
-            let owner = e.owner.as_deref();
-            let m = Some(e.depth.messages);
-            if e.dry_run {
-                let values = vec![true.into()];
-                queue_update(
-                    txn,
-                    &e.vhost,
-                    &e.name,
-                    owner,
-                    "would delete (dry run)",
-                    at,
-                    m,
-                    "dry_run_flagged = ?",
-                    values,
-                )
-                .await?;
-            } else {
-                queue_update(
-                    txn,
-                    &e.vhost,
-                    &e.name,
-                    owner,
-                    "deleted by the guardian",
-                    at,
-                    m,
-                    DELETED,
-                    deleted_values(),
-                )
-                .await?;
+    let mut keys: Vec<M::Key> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (_, ks) in &touched {
+        for k in ks {
+            if seen.insert(k.clone()) {
+                keys.push(k.clone());
             }
         }
-        Event::QueueDeleteFailed(e) => {
-            // Gone: nothing left to delete. Failed: still pending, retried each cycle.
-            let (action, pending, failed) = if e.gone {
-                ("deletion moot: queue already gone", false, false)
-            } else {
-                ("delete failed", true, true)
-            };
-            let values = vec![pending.into(), failed.into()];
-            let sets = "delete_pending = ?, delete_failed = ?";
-            queue_update(txn, &e.vhost, &e.name, None, action, at, None, sets, values).await?;
+    }
+    let before = M::load(txn, &keys).await?;
+    let mut rows: HashMap<M::Key, Option<M::Row>> = keys.iter().map(|k| (k.clone(), before.get(k).cloned())).collect();
+    for (i, ks) in &touched {
+        for k in ks {
+            if let Some(row) = rows.get_mut(k) {
+                M::fold(k, row, &batch[*i]);
+            }
         }
-        Event::ArchiveStarted(e) => {
-            queue_update(
-                txn,
-                &e.vhost,
-                &e.name,
-                None,
-                "archiving",
-                at,
-                Some(e.depth.messages),
-                "",
-                vec![],
-            )
-            .await?;
+    }
+    let mut upserts = Vec::new();
+    let mut deletes = Vec::new();
+    for k in &keys {
+        let now = rows.get(k).and_then(Option::as_ref);
+        match (before.get(k), now) {
+            (Some(a), Some(b)) if a == b => {}
+            (_, Some(b)) => upserts.push((k, b)),
+            (Some(_), None) => deletes.push(k),
+            (None, None) => {}
         }
-        Event::MessagesArchived(e) => {
-            queue_update(txn, &e.vhost, &e.name, None, "archiving", at, None, "", vec![]).await?;
+    }
+    M::store(txn, &upserts, &deletes).await
+}
+
+/// The most rows one multi-row statement carries.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// `INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE` of whole rows: `key` columns, then
+/// `cols`; each row's values in that order.
+pub(crate) async fn upsert(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    key: &[&str],
+    cols: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> Result<(), DbErr> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new(table))
+            .columns(key.iter().chain(cols).map(|c| Alias::new(*c)));
+        for row in chunk {
+            insert.values_panic(row.iter().cloned().map(SimpleExpr::from));
         }
-        Event::ArchiveStopped(e) => {
-            queue_update(txn, &e.vhost, &e.name, None, "archive stopped", at, None, "", vec![]).await?;
-        }
-        Event::ArchiveRepublished(e) => {
-            queue_update(
-                txn,
-                &e.vhost,
-                &e.name,
-                None,
-                "archive republished",
-                at,
-                None,
-                "",
-                vec![],
-            )
-            .await?;
-        }
-        Event::BrokerUnreachable(e) => set_broker(txn, false, at, Some(e.error)).await?,
-        Event::BrokerRecovered(_) => set_broker(txn, true, at, None).await?,
-        Event::EmailQueued(e) => {
-            exec(
-                txn,
-                "INSERT INTO outbox (id, recipients, subject, body, status, attempts, next_attempt_at, created_at) \
-                 VALUES (?, ?, ?, ?, 'queued', 0, ?, ?)",
-                [
-                    stored.id.as_str().into(),
-                    e.to.join(", ").into(),
-                    e.subject.into(),
-                    e.body.into(),
-                    at.into(),
-                    at.into(),
-                ],
-            )
-            .await?;
-        }
-        Event::EmailSent(e) => {
-            exec(
-                txn,
-                "UPDATE outbox SET status = 'sent', attempts = ?, last_error = NULL WHERE id = ?",
-                [e.attempt.into(), e.email_id.into()],
-            )
-            .await?;
-        }
-        Event::EmailFailed(e) => {
-            let status = if e.retry_at.is_some() { "queued" } else { "failed" };
-            exec(
-                txn,
-                "UPDATE outbox SET status = ?, attempts = ?, last_error = ?, \
-                 next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ?",
-                [
-                    status.into(),
-                    e.attempt.into(),
-                    e.error.into(),
-                    e.retry_at.into(),
-                    e.email_id.into(),
-                ],
-            )
-            .await?;
-        }
+        let conflict = if cols.is_empty() {
+            OnConflict::columns(key.iter().map(|c| Alias::new(*c)))
+                .do_nothing_on(key.iter().map(|c| Alias::new(*c)))
+                .to_owned()
+        } else {
+            OnConflict::columns(key.iter().map(|c| Alias::new(*c)))
+                .update_columns(cols.iter().map(|c| Alias::new(*c)))
+                .to_owned()
+        };
+        insert.on_conflict(conflict);
+        txn.execute(&insert).await?;
     }
     Ok(())
 }
 
-async fn set_role(txn: &DatabaseTransaction, column: &str, email: &str, on: bool, at: &str) -> Result<(), DbErr> {
-    ensure_user(txn, email, at).await?;
-    exec(
-        txn,
-        &format!("UPDATE users SET {column} = ? WHERE email = ?"),
-        [on.into(), email.into()],
+/// `(k1, k2) IN ((?, ?), ...)` for these keys (each a list of values, one per column).
+fn key_condition(key: &[&str], keys: &[Vec<Value>]) -> (String, Vec<Value>) {
+    let one = format!("({})", vec!["?"; key.len()].join(", "));
+    let marks = vec![one.as_str(); keys.len()].join(", ");
+    (
+        format!("({}) IN ({marks})", key.join(", ")),
+        keys.iter().flatten().cloned().collect(),
     )
-    .await
 }
 
-async fn set_broker(txn: &DatabaseTransaction, reachable: bool, at: &str, error: Option<String>) -> Result<(), DbErr> {
-    let sql = format!(
-        "{} broker_status (id, reachable, since) VALUES (1, ?, ?)",
-        insert_ignore(txn.get_database_backend())
-    );
-    exec(txn, &sql, [reachable.into(), at.into()]).await?;
-    exec(
-        txn,
-        "UPDATE broker_status SET reachable = ?, since = ?, error = ? WHERE id = 1",
-        [reachable.into(), at.into(), error.into()],
-    )
-    .await
+/// The rows of `table` whose `key` columns have these values.
+pub(crate) async fn select_keys(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    key: &[&str],
+    cols: &[&str],
+    keys: Vec<Vec<Value>>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let (cond, values) = key_condition(key, chunk);
+        let columns: Vec<&str> = key.iter().chain(cols).copied().collect();
+        let sql = format!("SELECT {} FROM {table} WHERE {cond}", columns.join(", "));
+        out.extend(txn.query_all_raw(stmt(txn.get_database_backend(), sql, values)).await?);
+    }
+    Ok(out)
+}
+
+/// Deletes the rows of `table` whose `key` columns have these values.
+pub(crate) async fn delete_keys(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    key: &[&str],
+    keys: Vec<Vec<Value>>,
+) -> Result<(), DbErr> {
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let (cond, values) = key_condition(key, chunk);
+        txn.execute_raw(stmt(
+            txn.get_database_backend(),
+            format!("DELETE FROM {table} WHERE {cond}"),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// A count as the database keeps it (signed 64-bit; larger counts are capped).
+pub(crate) fn count(n: u64) -> Value {
+    i64::try_from(n).unwrap_or(i64::MAX).into()
+}
+
+/// A count read back.
+pub(crate) fn uncount(n: i64) -> u64 {
+    n.max(0) as u64
 }
 
 /// Every row of every read model, as sorted text: two databases with equal snapshots
@@ -625,6 +404,9 @@ async fn set_broker(txn: &DatabaseTransaction, reachable: bool, at: &str, error:
 pub async fn snapshot(db: &impl ConnectionTrait) -> Result<Vec<String>, DbErr> {
     let mut out = Vec::new();
     for table in migrations::READ_MODEL_TABLES {
+        if *table == "projection_failures" {
+            continue;
+        }
         let rows = db
             .query_all_raw(stmt(db.get_database_backend(), format!("SELECT * FROM {table}"), []))
             .await?;

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{Binding, Broker, BrokerError, Consumer, Deleted, Permissions, QueueDepth};
 use crate::config::{Config, Secret};
-use crate::domain::encode_segment;
+use crate::domain::{Depth, encode_segment};
 
 #[derive(Clone)]
 pub struct ManagementClient {
@@ -166,6 +166,26 @@ struct RawDepth {
     messages_unacknowledged: Option<u64>,
 }
 
+impl RawDepth {
+    /// A depth is known when the broker gave its total: the parts default to what the
+    /// total leaves (all ready).
+    fn into_depth(self, vhost: &str) -> QueueDepth {
+        QueueDepth {
+            vhost: self.vhost.unwrap_or_else(|| vhost.to_owned()),
+            name: self.name,
+            depth: self.messages.map(|m| {
+                let unacked = self.messages_unacknowledged.unwrap_or(0).min(m);
+                let ready = self.messages_ready.unwrap_or(m - unacked);
+                Depth {
+                    messages: m,
+                    ready,
+                    unacked,
+                }
+            }),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct RawConsumer {
     queue: RawName,
@@ -203,16 +223,14 @@ impl Broker for ManagementClient {
                 "disable_stats=true&enable_queue_totals=true&columns=name,vhost,messages,messages_ready,messages_unacknowledged",
             )
             .await?;
-        Ok(raw
-            .into_iter()
-            .map(|q| QueueDepth {
-                vhost: q.vhost.unwrap_or_else(|| vhost.to_owned()),
-                name: q.name,
-                messages: q.messages,
-                ready: q.messages_ready,
-                unacked: q.messages_unacknowledged,
-            })
-            .collect())
+        Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
+    }
+
+    async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError> {
+        let raw: Option<RawDepth> = self
+            .get_opt(&["queues", vhost, queue], "disable_stats=true&enable_queue_totals=true")
+            .await?;
+        Ok(raw.map(|q| q.into_depth(vhost)))
     }
 
     async fn consumers(&self, vhost: &str) -> Result<Vec<Consumer>, BrokerError> {

@@ -1,22 +1,21 @@
-//! Talking to RabbitMQ: the [`Broker`] trait the guardian and the account pages use, and
+//! Talking to RabbitMQ: the [`Broker`] trait the guardian and the application use, and
 //! its implementation over the management HTTP API.
 
 pub mod management;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Depth;
+pub use crate::domain::accounts::Permissions;
 pub use management::ManagementClient;
 
-/// The depth of one queue as the broker reports it. `messages` is `None` when the broker
-/// does not know it yet (a queue a few seconds old in the statistics listing): unknown,
-/// never zero.
+/// The depth of one queue as the broker reports it: `None` when the broker does not know
+/// it (yet): unknown, never zero.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueDepth {
     pub vhost: String,
     pub name: String,
-    pub messages: Option<u64>,
-    pub ready: Option<u64>,
-    pub unacked: Option<u64>,
+    pub depth: Option<Depth>,
 }
 
 /// One consumer of a queue.
@@ -32,14 +31,6 @@ pub struct Consumer {
 pub struct Binding {
     pub source: String,
     pub routing_key: String,
-}
-
-/// Permissions of a user on a vhost (regular expressions).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Permissions {
-    pub configure: String,
-    pub write: String,
-    pub read: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +61,8 @@ pub enum Deleted {
 pub trait Broker: Send + Sync {
     /// The depth of every queue of a vhost, complete and fresh, in one answer.
     async fn queue_depths(&self, vhost: &str) -> Result<Vec<QueueDepth>, BrokerError>;
+    /// One queue, read now; `None` when there is no such queue.
+    async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError>;
     async fn consumers(&self, vhost: &str) -> Result<Vec<Consumer>, BrokerError>;
     async fn queue_bindings(&self, vhost: &str, queue: &str) -> Result<Vec<Binding>, BrokerError>;
     async fn delete_queue(&self, vhost: &str, queue: &str) -> Result<Deleted, BrokerError>;

@@ -5,11 +5,10 @@ use poem::web::{Data, Json, Path, Query};
 use poem::{FromRequest, Request, RequestBody, Response, handler, http::StatusCode};
 use serde::Deserialize;
 
-use crate::app::App;
-use crate::auth::{Action, Principal, tokens};
+use crate::app::queues::{self, QueueView};
+use crate::app::{AppError, Context, audit, tokens};
+use crate::auth::Principal;
 use crate::domain::QueueRef;
-use crate::events::store;
-use crate::queues::{self, QueueError, QueueView};
 use crate::web::error::ApiError;
 
 /// The owner of the bearer token.
@@ -17,9 +16,9 @@ pub struct ApiUser(pub Principal);
 
 impl<'a> FromRequest<'a> for ApiUser {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
-        let app = req
-            .data::<App>()
-            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "app missing"))?;
+        let ctx = req
+            .data::<Context>()
+            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "context missing"))?;
         let unauthorized = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -33,44 +32,29 @@ impl<'a> FromRequest<'a> for ApiUser {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(unauthorized)?;
-        match tokens::authenticate(app, token).await.map_err(ApiError::from)? {
+        match tokens::authenticate(ctx, token).await.map_err(ApiError::from)? {
             Some(p) => Ok(ApiUser(p)),
             None => Err(unauthorized().into()),
         }
     }
 }
 
-fn forbidden() -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "this token's owner may not do this")
-}
-
 #[handler]
-pub async fn list_queues(Data(app): Data<&App>, ApiUser(who): ApiUser) -> Result<Json<Vec<QueueView>>, ApiError> {
-    Ok(Json(queues::visible(app, &who).await?))
+pub async fn list_queues(Data(ctx): Data<&Context>, ApiUser(who): ApiUser) -> Result<Json<Vec<QueueView>>, ApiError> {
+    Ok(Json(queues::all_visible(ctx, &who).await?))
 }
 
 #[handler]
 pub async fn delete_queue(
-    Data(app): Data<&App>,
+    Data(ctx): Data<&Context>,
     ApiUser(who): ApiUser,
     Path((vhost, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let q = QueueRef::new(vhost, name);
-    if !who.may(Action::ViewQueue { owner: q.owner_name() }) {
-        // Not even its existence is told to those who may not see it.
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such queue"));
-    }
-    if !who.may(Action::DeleteQueue { owner: q.owner_name() }) {
-        return Err(forbidden());
-    }
-    match queues::delete(app, &who, &q).await {
+    match queues::delete(ctx, &who, &QueueRef::new(vhost, name)).await {
         Ok(()) => Ok(Response::builder().status(StatusCode::NO_CONTENT).finish()),
-        Err(QueueError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, "no such queue")),
-        Err(QueueError::Broker(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("RabbitMQ: {e}"))),
-        Err(e) => {
-            tracing::error!(error = %e, "API queue delete failed");
-            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
-        }
+        // Not even its existence is told to those who may not see it.
+        Err(AppError::NotFound) => Err(ApiError::new(StatusCode::NOT_FOUND, "no such queue")),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -82,13 +66,10 @@ pub struct EventsQuery {
 
 #[handler]
 pub async fn events(
-    Data(app): Data<&App>,
+    Data(ctx): Data<&Context>,
     ApiUser(who): ApiUser,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    if !who.may(Action::ViewAudit) {
-        return Err(forbidden());
-    }
     let after = match q.after.as_deref() {
         None | Some("") => 0,
         Some(a) => a.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| {
@@ -106,8 +87,7 @@ pub async fn events(
             .filter(|l| (1..=1000).contains(l))
             .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "limit must be a whole number from 1 to 1000"))?,
     };
-    let events = store::read_after(&app.db, after, limit).await?;
-    Ok(Json(events.iter().map(|e| e.export_json()).collect()))
+    Ok(Json(audit::after(ctx, &who, after, limit).await?))
 }
 
 /// An unknown API route: JSON like every API error.

@@ -1,12 +1,14 @@
 //! The errors of the web layer and how each looks: a page for a person, a JSON body
 //! (`{"error": "..."}`) for the API, a sign-in prompt (not a broken fragment) for an
-//! htmx request whose session ended.
+//! htmx request whose session ended. One conversion from the application's error to
+//! each.
 
 use maud::html;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 
-use crate::web::see_other;
+use crate::app::AppError;
+use crate::web::respond::{safe_next, see_other, urlencode};
 use crate::web::views::layout;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,8 @@ pub enum PageError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Limited(String),
     #[error("the form is stale")]
     Csrf,
     #[error("{0}")]
@@ -31,21 +35,25 @@ pub enum PageError {
     Internal(String),
 }
 
-impl From<sea_orm::DbErr> for PageError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        PageError::Internal(format!("database: {e}"))
+impl From<AppError> for PageError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Invalid(errors) => {
+                PageError::BadRequest(errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join(" "))
+            }
+            AppError::NotFound => PageError::NotFound,
+            AppError::Forbidden => PageError::Forbidden,
+            AppError::Conflict(m) => PageError::Conflict(m),
+            AppError::Limited(m) => PageError::Limited(m),
+            AppError::Unavailable(m) => PageError::Unavailable(m),
+            AppError::Internal(m) => PageError::Internal(m),
+        }
     }
 }
 
 impl From<crate::auth::Forbidden> for PageError {
     fn from(_: crate::auth::Forbidden) -> Self {
         PageError::Forbidden
-    }
-}
-
-impl From<crate::app::RecordError> for PageError {
-    fn from(e: crate::app::RecordError) -> Self {
-        PageError::Internal(e.to_string())
     }
 }
 
@@ -63,6 +71,7 @@ impl PageError {
             PageError::NotFound => StatusCode::NOT_FOUND,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::Conflict(_) => StatusCode::CONFLICT,
+            PageError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -75,6 +84,7 @@ impl PageError {
             PageError::NotFound => ("Not found", "There is nothing at this address.".into()),
             PageError::BadRequest(m) => ("Bad request", m.clone()),
             PageError::Conflict(m) => ("Conflict", m.clone()),
+            PageError::Limited(m) => ("Too many requests", m.clone()),
             PageError::Csrf => (
                 "Form expired",
                 "This form is stale or your session ended. Reload the page and try again.".into(),
@@ -94,7 +104,7 @@ impl IntoResponse for PageError {
             tracing::error!(error = %detail, "request failed");
         }
         if let PageError::SignIn { next, htmx } = &self {
-            let target = match next.as_deref().and_then(|n| crate::auth::safe_next(Some(n))) {
+            let target = match safe_next(next.as_deref()) {
                 Some(n) => format!("/signin?next={}", urlencode(&n)),
                 None => "/signin".to_owned(),
             };
@@ -115,20 +125,8 @@ impl IntoResponse for PageError {
             return see_other(target);
         }
         let (title, message) = self.explain();
-        let body = layout::bare(
-            title,
-            html! {
-                h1 { (title) }
-                p { (message) }
-                p { a href="/" { "Go to the start page" } }
-            },
-        );
-        (self.status(), body).into_response()
+        (self.status(), layout::error_page(title, &message)).into_response()
     }
-}
-
-pub fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// An API error: JSON `{"error": "..."}` with the fitting status.
@@ -141,17 +139,28 @@ impl ApiError {
     }
 }
 
-impl From<sea_orm::DbErr> for ApiError {
-    fn from(e: sea_orm::DbErr) -> Self {
-        tracing::error!(error = %e, "API request failed");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
-    }
-}
-
-impl From<crate::app::RecordError> for ApiError {
-    fn from(e: crate::app::RecordError) -> Self {
-        tracing::error!(error = %e, "API request failed");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        let (status, message) = match e {
+            AppError::Invalid(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            AppError::Forbidden => (StatusCode::FORBIDDEN, "this token's owner may not do this".to_owned()),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, m),
+            AppError::Limited(m) => (StatusCode::TOO_MANY_REQUESTS, m),
+            AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            AppError::Internal(m) => {
+                tracing::error!(error = %m, "API request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+            }
+        };
+        ApiError(status, message)
     }
 }
 
@@ -169,4 +178,9 @@ impl From<ApiError> for poem::Error {
     fn from(e: ApiError) -> Self {
         poem::Error::from_response(e.into_response())
     }
+}
+
+/// The page for a path that does not exist.
+pub async fn not_found(_: poem::error::NotFoundError) -> Response {
+    PageError::NotFound.into_response()
 }

@@ -1,5 +1,6 @@
-//! The web server: every route in one table, the middleware every response passes
-//! through, and serving until a shutdown signal.
+//! The web site: every route in one table, the middleware every request and response
+//! passes through, and serving until a shutdown signal. Handlers are thin: who is
+//! asking (the session or a token), one call into the application, one view.
 
 mod accounts;
 mod admin;
@@ -14,6 +15,7 @@ mod home;
 mod me;
 mod middleware;
 mod queues;
+pub mod respond;
 pub mod session;
 pub mod views;
 
@@ -25,11 +27,14 @@ use poem::{
     post,
 };
 
-use crate::app::App;
+use metrics_exporter_prometheus::PrometheusHandle;
 
-/// Every route of the site.
-pub fn routes(app: App) -> impl poem::Endpoint {
-    let secure = app.config.public_url.scheme() == "https";
+use crate::app::Context;
+
+/// Every route of the site. `session_key` signs and encrypts the session cookies;
+/// `metrics` renders `/metrics`.
+pub fn routes(ctx: Context, session_key: &[u8], metrics: PrometheusHandle) -> impl poem::Endpoint + 'static {
+    let secure = ctx.config.public_url.scheme() == "https";
     let api_routes = Route::new()
         .at("/queues", get(api::list_queues))
         .at("/queues/:vhost/:name", poem::delete(api::delete_queue))
@@ -69,42 +74,36 @@ pub fn routes(app: App) -> impl poem::Endpoint {
         .at("/audit/rows", get(audit::more))
         .at("/audit/export", get(audit::export))
         .nest("/api/v1", api_routes)
-        .catch_error(views::not_found);
+        .catch_error(error::not_found);
     pages
         .with(session::CsrfCheck)
-        .with(session::cookie_session(&app.session_key, secure))
+        .with(session::cookie_session(session_key, secure))
         .with(middleware::SecurityHeaders)
         .with(middleware::BodyLimit)
         .with(middleware::RequestMetrics)
-        .data(app)
+        .data(ctx)
+        .data(metrics)
 }
 
-/// `303 See Other` to `to`: where a form's answer or a page moved to is.
-pub fn see_other(to: impl AsRef<str>) -> poem::Response {
-    poem::Response::builder()
-        .status(poem::http::StatusCode::SEE_OTHER)
-        .header("location", to.as_ref())
-        .finish()
-}
-
-/// Binds the configured address.
-pub async fn bind(app: &App) -> anyhow::Result<TcpAcceptor> {
-    TcpListener::bind(app.config.bind)
+/// Binds `addr` (`BIND`).
+pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpAcceptor> {
+    TcpListener::bind(addr)
         .into_acceptor()
         .await
-        .map_err(|e| anyhow::anyhow!("BIND: cannot listen on {}: {e}", app.config.bind))
+        .map_err(|e| anyhow::anyhow!("BIND: cannot listen on {addr}: {e}"))
 }
 
-/// Serves on `acceptor` until `shutdown` completes, then lets requests in flight finish.
+/// Serves `site` on `acceptor` until `shutdown` completes, then lets requests in flight
+/// finish.
 pub async fn serve(
-    app: App,
+    site: impl poem::Endpoint + 'static,
     acceptor: TcpAcceptor,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     if let Some(addr) = acceptor.local_addr().first() {
-        tracing::info!(address = %addr, url = %app.config.public_url, "PulseGuardian is listening");
+        tracing::info!(address = %addr, "PulseGuardian is listening");
     }
     Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(routes(app), shutdown, Some(Duration::from_secs(10)))
+        .run_with_graceful_shutdown(site, shutdown, Some(Duration::from_secs(10)))
         .await
 }

@@ -8,9 +8,10 @@ use poem::web::cookie::{CookieKey, SameSite};
 use poem::{Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response, Result, http::Method};
 use subtle::ConstantTimeEq;
 
-use crate::app::App;
+use crate::app::{self, Context};
 use crate::auth::Principal;
 use crate::web::error::PageError;
+use crate::web::views::layout::Frame;
 
 /// How long a sign-in lasts.
 pub const SESSION_HOURS: i64 = 12;
@@ -36,9 +37,19 @@ pub fn csrf_token(session: &Session) -> String {
     if let Some(t) = session.get::<String>("csrf") {
         return t;
     }
-    let t = crate::auth::random_token();
+    let t = app::signin::new_secret();
     session.set("csrf", &t);
     t
+}
+
+/// The frame of a page for `who`, with the session's CSRF token for its forms.
+pub fn frame(session: &Session, who: Option<Principal>, ctx: &Context, current: &'static str) -> Frame {
+    Frame {
+        principal: who,
+        csrf: csrf_token(session),
+        dev_mailbox: ctx.mailer.is_dev(),
+        current,
+    }
 }
 
 /// Starts a fresh session for `email`: everything from before (a fixed session, an old
@@ -47,7 +58,7 @@ pub fn start(session: &Session, email: &str) {
     session.clear();
     session.set("email", email);
     session.set("exp", chrono::Utc::now().timestamp() + SESSION_HOURS * 3600);
-    session.set("csrf", crate::auth::random_token());
+    session.set("csrf", app::signin::new_secret());
 }
 
 /// The email of the signed-in person, if the session is signed in and not expired.
@@ -129,11 +140,11 @@ pub struct SignedIn(pub Principal);
 
 impl<'a> FromRequest<'a> for SignedIn {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> Result<Self> {
-        let app = req
-            .data::<App>()
-            .ok_or_else(|| PageError::Internal("app missing".into()))?;
+        let ctx = req
+            .data::<Context>()
+            .ok_or_else(|| PageError::Internal("context missing".into()))?;
         let session = req.extensions().get::<Session>().cloned().unwrap_or_default();
-        let htmx = req.headers().contains_key("hx-request");
+        let htmx = crate::web::respond::is_htmx(req);
         // For htmx, come back to the page that polled, not to the fragment.
         let next = if htmx {
             req.headers()
@@ -155,7 +166,7 @@ impl<'a> FromRequest<'a> for SignedIn {
         let Some(email) = email(&session) else {
             return Err(signed_out().into());
         };
-        match Principal::load(&app.db, &email).await.map_err(PageError::from)? {
+        match app::principal(ctx, &email).await.map_err(PageError::from)? {
             Some(p) => Ok(SignedIn(p)),
             None => Err(signed_out().into()),
         }

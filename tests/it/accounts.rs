@@ -596,7 +596,7 @@ async fn a_rabbitmq_failure_midway_leaves_no_half_made_account() {
     assert!(!failed[0].payload.contains(PASSWORD));
 
     // Nothing is left for reconciliation either, and the name can be used once it works.
-    let done = pulseguardian::accounts::reconcile(site.app(), chrono::Duration::zero())
+    let done = pulseguardian::app::accounts::reconcile(site.app(), &crate::support::Held, chrono::Duration::zero())
         .await
         .unwrap();
     assert_eq!(done, Default::default());
@@ -629,7 +629,7 @@ async fn a_crash_after_the_rabbitmq_user_is_completed_by_reconciliation(backend:
     assert_eq!(account_row(&site, &name).await.as_deref(), Some("creating"));
     assert_eq!(account_kinds(&site, &name).await, ["AccountCreationStarted"]);
 
-    let done = pulseguardian::accounts::reconcile(site.app(), chrono::Duration::zero())
+    let done = pulseguardian::app::accounts::reconcile(site.app(), &crate::support::Held, chrono::Duration::zero())
         .await
         .unwrap();
     assert_eq!(done.completed, [name.as_str()]);
@@ -649,7 +649,7 @@ async fn a_crash_after_the_rabbitmq_user_is_completed_by_reconciliation(backend:
     assert!(amqp::connect(&name, PASSWORD, &site.vhost.name).await.is_ok());
 
     // Once is enough.
-    let again = pulseguardian::accounts::reconcile(site.app(), chrono::Duration::zero())
+    let again = pulseguardian::app::accounts::reconcile(site.app(), &crate::support::Held, chrono::Duration::zero())
         .await
         .unwrap();
     assert_eq!(again, Default::default());
@@ -671,12 +671,13 @@ async fn a_crash_after_the_intent_is_abandoned_by_reconciliation() {
     assert_eq!(account_row(&site, &name).await.as_deref(), Some("creating"));
 
     // A grace period protects creations still in progress.
-    let early = pulseguardian::accounts::reconcile(site.app(), chrono::Duration::minutes(5))
-        .await
-        .unwrap();
+    let early =
+        pulseguardian::app::accounts::reconcile(site.app(), &crate::support::Held, chrono::Duration::minutes(5))
+            .await
+            .unwrap();
     assert_eq!(early, Default::default());
 
-    let done = pulseguardian::accounts::reconcile(site.app(), chrono::Duration::zero())
+    let done = pulseguardian::app::accounts::reconcile(site.app(), &crate::support::Held, chrono::Duration::zero())
         .await
         .unwrap();
     assert_eq!(done.abandoned, [name.as_str()]);

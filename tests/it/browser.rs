@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use poem::listener::{Acceptor, Listener, TcpListener};
-use pulseguardian::App;
+use pulseguardian::Context;
 use pulseguardian::events::StoredEvent;
 use pulseguardian::events::store;
 use sea_orm::ConnectionTrait;
@@ -49,7 +49,7 @@ impl Site {
         ];
         env.extend_from_slice(extra);
         let t = TestApp::with(backend, &env).await;
-        let server = Server::start_on(t.app.clone(), acceptor).await;
+        let server = Server::start_on(&t, acceptor).await;
         Site {
             t,
             vhost,
@@ -60,7 +60,7 @@ impl Site {
         }
     }
 
-    pub fn app(&self) -> &App {
+    pub fn app(&self) -> &Context {
         &self.t.app
     }
 
@@ -116,7 +116,7 @@ impl Site {
 
     /// Sends the emails the outbox holds (the server's scheduled job, by hand).
     pub async fn send_queued_emails(&self) -> usize {
-        pulseguardian::mail::outbox::dispatch_due(&self.t.app)
+        pulseguardian::guardian::dispatch::due(&self.t.app, &crate::support::Held, "test", chrono::Utc::now())
             .await
             .unwrap()
             .sent

@@ -2,9 +2,9 @@
 //! hostile queue names, ETags, the expired-session prompt, and who may see what.
 
 use pulseguardian::domain::encode_segment;
-use pulseguardian::events::kinds::{AccountCreated, Event};
+use pulseguardian::domain::event::{AccountCreated, Event};
+use pulseguardian::domain::roles::Role;
 use pulseguardian::events::store::NewEvent;
-use pulseguardian::roles::Role;
 
 use crate::browser::{Browser, Site};
 use crate::mailbox;
@@ -23,7 +23,7 @@ async fn site_with(queues: &[(&str, usize)]) -> (Site, Browser, String) {
                 owners: vec![owner.clone()],
                 vhosts: vec![site.vhost.name.clone()],
             }),
-            "cli",
+            &pulseguardian::domain::Actor::Cli,
         )])
         .await
         .unwrap();
@@ -37,8 +37,8 @@ async fn site_with(queues: &[(&str, usize)]) -> (Site, Browser, String) {
 
 /// A signed-in person with a role (granted as the command line would).
 async fn with_role(site: &Site, who: &str, role: Role) -> Browser {
-    let email = pulseguardian::domain::Email::parse(&mailbox::address(who)).unwrap();
-    pulseguardian::roles::grant(site.app(), &email, role, "cli")
+    let email = pulseguardian::domain::EmailAddress::parse(&mailbox::address(who)).unwrap();
+    pulseguardian::app::roles::grant(site.app(), &pulseguardian::auth::Principal::cli(), &email, role)
         .await
         .unwrap();
     site.person(email.as_str()).await

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 
 use pulseguardian::db;
+use pulseguardian::domain::event::{AccountCreated, AdminGranted, ApiTokenCreated};
 use pulseguardian::events::Event;
 use pulseguardian::events::hash::{self, Hashed};
-use pulseguardian::events::kinds::{AccountCreated, AdminGranted, ApiTokenCreated};
-use pulseguardian::events::store::{self, AppendError, Appended, Expected, NewEvent};
+use pulseguardian::events::store::{self, AppendError, Appended, NewEvent};
 use pulseguardian::projections;
 use sea_orm::ConnectionTrait;
 
@@ -23,12 +23,16 @@ pub fn token_event(stream: &str, n: usize) -> NewEvent {
             label: format!("token {n}"),
             token_hash: hex::encode(uuid::Uuid::new_v4().as_bytes()).repeat(2),
         }),
-        "cli",
+        &pulseguardian::domain::Actor::Cli,
     )
 }
 
 fn admin_event(stream: &str, email: &str) -> NewEvent {
-    NewEvent::new(stream, Event::AdminGranted(AdminGranted { email: email.into() }), "cli")
+    NewEvent::new(
+        stream,
+        Event::AdminGranted(AdminGranted { email: email.into() }),
+        &pulseguardian::domain::Actor::Cli,
+    )
 }
 
 on_both!(
@@ -56,17 +60,17 @@ async fn appends_number_versions_and_chain(backend: Backend) {
     assert_eq!(first[0].prev_hash, hash::GENESIS);
     assert_eq!(first[1].prev_hash, first[0].hash);
 
-    store::append(db, vec![admin_event("roles", "c@x.io").expect(Expected::Exact(1))])
+    store::append(db, vec![admin_event("roles", "c@x.io").at_version(1)])
         .await
         .unwrap();
-    let err = store::append(db, vec![admin_event("roles", "d@x.io").expect(Expected::Exact(1))])
+    let err = store::append(db, vec![admin_event("roles", "d@x.io").at_version(1)])
         .await
         .unwrap_err();
     assert!(
         matches!(err, AppendError::Conflict { ref stream, expected: 1, actual: 2 } if stream == "roles"),
         "{err}"
     );
-    let err = store::append(db, vec![admin_event("roles", "d@x.io").expect(Expected::NoStream)])
+    let err = store::append(db, vec![admin_event("roles", "d@x.io").at_version(0)])
         .await
         .unwrap_err();
     assert!(matches!(err, AppendError::Conflict { .. }));
@@ -85,9 +89,7 @@ async fn concurrent_appends_to_one_stream_have_one_winner(backend: Backend) {
     let tasks: Vec<_> = (0..16)
         .map(|n| {
             let db = t.app.db.clone();
-            tokio::spawn(async move {
-                store::append(&db, vec![token_event("contested", n).expect(Expected::Exact(0))]).await
-            })
+            tokio::spawn(async move { store::append(&db, vec![token_event("contested", n).at_version(0)]).await })
         })
         .collect();
     let mut won = 0;

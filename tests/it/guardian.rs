@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use pulseguardian::db;
-use pulseguardian::events::kinds::*;
+use pulseguardian::domain::event::*;
 use pulseguardian::events::store::{self, NewEvent};
 use pulseguardian::events::{Event, StoredEvent};
-use pulseguardian::guardian::{Guardian, Outcome, observations};
-use pulseguardian::mail::outbox;
+use pulseguardian::guardian::dispatch;
+use pulseguardian::guardian::{Guardian, Outcome};
+use pulseguardian::observations;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
@@ -59,7 +60,7 @@ async fn account(t: &TestApp, name: &str, owners: &[&str], verified: &[&str]) {
             owners: owners.iter().map(|o| o.to_string()).collect(),
             vhosts: vec!["/".into()],
         }),
-        "cli",
+        &pulseguardian::domain::Actor::Cli,
     )];
     for v in verified {
         batch.push(NewEvent::new(
@@ -68,7 +69,7 @@ async fn account(t: &TestApp, name: &str, owners: &[&str], verified: &[&str]) {
                 email: v.to_string(),
                 method: SignInMethod::EmailLink,
             }),
-            format!("user:{v}"),
+            &crate::support::user(v),
         ));
     }
     t.app.record(batch).await.unwrap();
@@ -90,8 +91,10 @@ async fn events_of(w: &World, kind: &str) -> Vec<StoredEvent> {
         .collect()
 }
 
-async fn send_emails(w: &World) -> outbox::Dispatched {
-    outbox::dispatch_due(&w.t.app).await.unwrap()
+async fn send_emails(w: &World) -> dispatch::Dispatched {
+    dispatch::due(&w.t.app, &crate::support::Held, "test", chrono::Utc::now())
+        .await
+        .unwrap()
 }
 
 on_both!(warns_recovers_and_deletes_with_emails);
@@ -215,7 +218,11 @@ async fn unbounded_queues_are_kept() {
         del_size: None,
     });
     w.t.app
-        .record(vec![NewEvent::new("queue/x", set, "user:admin@example.com")])
+        .record(vec![NewEvent::new(
+            "queue/x",
+            set,
+            &crate::support::user("admin@example.com"),
+        )])
         .await
         .unwrap();
     w.vhost.fill(q, 8).await;
@@ -320,7 +327,7 @@ async fn a_broker_outage_is_recorded_once_and_its_end_too() {
         .record(vec![NewEvent::new(
             "roles",
             Event::AdminGranted(AdminGranted { email: w.owner.clone() }),
-            "cli",
+            &pulseguardian::domain::Actor::Cli,
         )])
         .await
         .unwrap();
@@ -435,9 +442,17 @@ async fn an_smtp_outage_delays_emails_and_nothing_else() {
         "the deletion email, never tried; the warning waits for its retry"
     );
     let later = chrono::Utc::now() + chrono::Duration::hours(2);
-    let d = outbox::dispatch_due_at(&w.t.app, later).await.unwrap();
+    let d = dispatch::due(&w.t.app, &crate::support::Held, "test", later)
+        .await
+        .unwrap();
     assert_eq!(d.sent, 1, "the warning, at its retry time");
-    assert_eq!(outbox::dispatch_due_at(&w.t.app, later).await.unwrap().sent, 0);
+    assert_eq!(
+        dispatch::due(&w.t.app, &crate::support::Held, "test", later)
+            .await
+            .unwrap()
+            .sent,
+        0
+    );
     let mails = mailbox::wait_for(&w.owner, 2).await;
     assert_eq!(mails.len(), 2, "each email arrives once");
 }
@@ -536,16 +551,18 @@ async fn depths_are_stored_for_the_dashboards() {
     w.vhost.fill("queue/alice/seen", 2).await;
     w.vhost.declare("queue/alice/empty").await;
     guarded(&w).await;
-    let latest = observations::latest(&w.t.app.db).await.unwrap();
+    let latest = observations::SnapshotCache::default()
+        .latest(&w.t.app.db)
+        .await
+        .unwrap();
     assert_eq!(latest.cycle, 1);
     let seen = latest.queues.iter().find(|q| q.name == "queue/alice/seen").unwrap();
     assert_eq!(
-        (seen.messages, seen.ready, seen.unacked, seen.consumers),
-        (Some(2), Some(2), Some(0), Some(0))
+        (seen.depth, seen.consumers),
+        (Some(pulseguardian::domain::Depth::of(2, 0)), Some(0))
     );
-    let samples = observations::samples(&w.t.app.db, &w.vhost.name, "queue/alice/seen", 0)
-        .await
-        .unwrap();
+    let queue = pulseguardian::domain::QueueRef::new(w.vhost.name.clone(), "queue/alice/seen");
+    let samples = observations::samples::of_queue(&w.t.app.db, &queue, 0).await.unwrap();
     assert_eq!(samples.len(), 1);
     assert_eq!(samples[0].1, 2);
     // Nothing changed: no new sample rows.

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use pulseguardian::db;
+use pulseguardian::domain::event::*;
 use pulseguardian::events::Event;
-use pulseguardian::events::kinds::*;
 use pulseguardian::events::store::{self, NewEvent};
 use pulseguardian::projections;
 
@@ -72,7 +72,7 @@ async fn a_killed_projector_resumes_without_skipping_or_repeating(backend: Backe
 
 /// A little of everything, so the replay touches every read model.
 async fn record_history(t: &TestApp) {
-    let ev = |stream: &str, e: Event| NewEvent::new(stream, e, "user:alice@example.com");
+    let ev = |stream: &str, e: Event| NewEvent::new(stream, e, &crate::support::user("alice@example.com"));
     let depth = Depth {
         messages: 2500,
         ready: 2400,
@@ -216,7 +216,7 @@ async fn record_history(t: &TestApp) {
             body: "b".into(),
             reason: None,
         }),
-        "guardian",
+        &pulseguardian::domain::Actor::Guardian,
     );
     let email_id = queued.id.to_string();
     t.app.record(vec![queued]).await.unwrap();
@@ -230,12 +230,12 @@ async fn record_history(t: &TestApp) {
                     error: "down".into(),
                     retry_at: Some(db::now()),
                 }),
-                "guardian",
+                &pulseguardian::domain::Actor::Guardian,
             ),
             NewEvent::new(
                 "email",
                 Event::EmailSent(EmailSent { email_id, attempt: 2 }),
-                "guardian",
+                &pulseguardian::domain::Actor::Guardian,
             ),
         ])
         .await

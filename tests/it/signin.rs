@@ -640,10 +640,15 @@ async fn one_page_token_serves_every_form_on_the_page() {
 async fn the_last_admin_keeps_the_role() {
     let first = mailbox::address("first");
     let site = Site::start(Backend::Sqlite, &[]).await;
-    let email = pulseguardian::domain::Email::parse(&first).unwrap();
-    pulseguardian::roles::grant(site.app(), &email, pulseguardian::roles::Role::Admin, "cli")
-        .await
-        .unwrap();
+    let email = pulseguardian::domain::EmailAddress::parse(&first).unwrap();
+    pulseguardian::app::roles::grant(
+        site.app(),
+        &pulseguardian::auth::Principal::cli(),
+        &email,
+        pulseguardian::domain::roles::Role::Admin,
+    )
+    .await
+    .unwrap();
     let a = site.person(&first).await;
     assert_eq!(a.get("/admin/users").await.status, 200);
 

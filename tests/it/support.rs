@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use pulseguardian::{App, Config};
+use std::sync::Arc;
+
+use pulseguardian::{Config, Context};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -101,7 +103,9 @@ pub fn config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
 
 /// A migrated app on a fresh database.
 pub struct TestApp {
-    pub app: App,
+    pub app: Context,
+    /// The session cookies' key.
+    pub key: Arc<Vec<u8>>,
     pub db: TestDb,
     env: Vec<(String, String)>,
 }
@@ -114,16 +118,26 @@ impl TestApp {
     pub async fn with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
         rustls::crypto::ring::default_provider().install_default().ok();
         let db = TestDb::new(backend).await;
-        let app = App::start(config(&db, extra)).await.expect("app starts");
+        let started = pulseguardian::startup::start(config(&db, extra))
+            .await
+            .expect("app starts");
         let env = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        TestApp { app, db, env }
+        TestApp {
+            app: started.ctx,
+            key: started.session_key,
+            db,
+            env,
+        }
     }
 
     /// Another app with the same configuration (another replica, or the same one after a
     /// restart) on this database.
-    pub async fn restart(&self) -> App {
+    pub async fn restart(&self) -> Context {
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        App::start(config(&self.db, &env)).await.expect("app starts again")
+        pulseguardian::startup::start(config(&self.db, &env))
+            .await
+            .expect("app starts again")
+            .ctx
     }
 }
 
@@ -175,21 +189,33 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn start(app: App) -> Server {
-        let acceptor = pulseguardian::web::bind(&app).await.expect("bind a free port");
-        Self::start_on(app, acceptor).await
+    pub async fn start(t: &TestApp) -> Server {
+        Self::serve(t.app.clone(), &t.key).await
     }
 
-    /// Serves `app` on an acceptor bound beforehand (so its address can go into the
+    /// Serves `ctx` with the session key `key` on a free port.
+    pub async fn serve(ctx: Context, key: &[u8]) -> Server {
+        let acceptor = pulseguardian::web::bind(ctx.config.bind)
+            .await
+            .expect("bind a free port");
+        Self::serve_on(ctx, key, acceptor).await
+    }
+
+    /// Serves the app on an acceptor bound beforehand (so its address can go into the
     /// app's configuration, as `PUBLIC_URL`).
-    pub async fn start_on(app: App, acceptor: poem::listener::TcpAcceptor) -> Server {
+    pub async fn start_on(t: &TestApp, acceptor: poem::listener::TcpAcceptor) -> Server {
+        Self::serve_on(t.app.clone(), &t.key, acceptor).await
+    }
+
+    async fn serve_on(ctx: Context, key: &[u8], acceptor: poem::listener::TcpAcceptor) -> Server {
+        let site = pulseguardian::web::routes(ctx, key, pulseguardian::telemetry::metrics());
         let addr = poem::listener::Acceptor::local_addr(&acceptor)
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .expect("a socket address");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            pulseguardian::web::serve(app, acceptor, async {
+            pulseguardian::web::serve(site, acceptor, async {
                 let _ = rx.await;
             })
             .await
@@ -263,4 +289,20 @@ impl Relay {
         self.tasks.shutdown().await;
         self.addr
     }
+}
+
+/// A fence that always holds: for calling a guardian's acts (reconciliation, the
+/// outbox) directly, as the one guardian there is.
+pub struct Held;
+
+#[async_trait::async_trait]
+impl pulseguardian::app::Fence for Held {
+    async fn holds(&self) -> bool {
+        true
+    }
+}
+
+/// The actor `user:<email>`.
+pub fn user(email: &str) -> pulseguardian::domain::Actor {
+    pulseguardian::domain::Actor::User(pulseguardian::domain::EmailAddress::parse(email).expect("a test address"))
 }

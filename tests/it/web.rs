@@ -5,7 +5,7 @@ use crate::support::{Backend, Relay, Server, TestApp, http};
 #[tokio::test]
 async fn health_metrics_assets_and_headers() {
     let t = TestApp::new(Backend::Sqlite).await;
-    let server = Server::start(t.app.clone()).await;
+    let server = Server::start(&t).await;
     let c = http();
 
     let r = c.get(format!("{}/healthz", server.url)).send().await.unwrap();
@@ -67,10 +67,10 @@ async fn healthz_is_503_while_the_database_is_down_and_200_after() {
     let relay = Relay::start("127.0.0.1:3306", None).await;
     let name = t.db.url.rsplit('/').next().unwrap().to_owned();
     let url = format!("mysql://root@{}/{name}", relay.addr);
-    let app = pulseguardian::App::start(crate::support::config(&t.db, &[("DATABASE_URL", &url)]))
+    let started = pulseguardian::startup::start(crate::support::config(&t.db, &[("DATABASE_URL", &url)]))
         .await
         .unwrap();
-    let server = Server::start(app).await;
+    let server = Server::serve(started.ctx, &started.session_key).await;
     let c = http();
     let health = || async {
         c.get(format!("{}/healthz", server.url))

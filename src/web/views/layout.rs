@@ -1,32 +1,24 @@
 //! The base layout: head with the vendored assets, navigation, the signed-in person,
-//! sign-out, and the main content. No inline script or style anywhere (the CSP forbids
-//! them); htmx sends the CSRF token from the body's `hx-headers`.
+//! sign-out, and the main content; error pages, form fields, times. No inline script or
+//! style anywhere (the CSP forbids them); htmx sends the CSRF token from the body's
+//! `hx-headers`.
 
 use maud::{DOCTYPE, Markup, html};
-use poem::session::Session;
 
-use crate::app::App;
 use crate::auth::{Action, Principal};
 
 /// What every page needs to draw its frame.
-pub struct Ctx {
+pub struct Frame {
     pub principal: Option<Principal>,
+    /// The session's CSRF token, for the page's forms.
     pub csrf: String,
+    /// No SMTP server: emails go to the dev mailbox.
     pub dev_mailbox: bool,
     /// The navigation entry to mark as current.
     pub current: &'static str,
 }
 
-impl Ctx {
-    pub fn new(session: &Session, principal: Option<Principal>, app: &App, current: &'static str) -> Ctx {
-        Ctx {
-            principal,
-            csrf: crate::web::session::csrf_token(session),
-            dev_mailbox: app.mailer.is_dev(),
-            current,
-        }
-    }
-
+impl Frame {
     pub fn may(&self, action: Action<'_>) -> bool {
         self.principal.as_ref().is_some_and(|p| p.may(action))
     }
@@ -55,7 +47,7 @@ fn head(title: &str) -> Markup {
 }
 
 /// A full page with navigation.
-pub fn page(ctx: &Ctx, title: &str, content: Markup) -> Markup {
+pub fn page(ctx: &Frame, title: &str, content: Markup) -> Markup {
     let link = |href: &str, key: &'static str, label: &str| {
         html! {
             @if ctx.current == key {
@@ -108,15 +100,19 @@ pub fn page(ctx: &Ctx, title: &str, content: Markup) -> Markup {
     }
 }
 
-/// A page without navigation (errors, where nothing about the visitor is known).
-pub fn bare(title: &str, content: Markup) -> Markup {
+/// An error page, without navigation (nothing about the visitor is known).
+pub fn error_page(title: &str, message: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             (head(title))
             body {
                 header.topbar { nav aria-label="Main" { a.brand href="/" { "PulseGuardian" } } }
-                main #main { (content) }
+                main #main {
+                    h1 { (title) }
+                    p { (message) }
+                    p { a href="/" { "Go to the start page" } }
+                }
             }
         }
     }

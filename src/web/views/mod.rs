@@ -1,13 +1,12 @@
-//! maud layouts and partials shared by every page.
+//! The views: functions that take data and return markup. No session, no context, no
+//! database rows: the handlers gather the data, the views draw it.
 
+pub mod accounts;
+pub mod admin;
+pub mod audit;
 pub mod charts;
+pub mod home;
 pub mod layout;
-
-use poem::{IntoResponse, Response};
-
-use crate::web::error::PageError;
-
-/// The page for a path that does not exist.
-pub async fn not_found(_: poem::error::NotFoundError) -> Response {
-    PageError::NotFound.into_response()
-}
+pub mod me;
+pub mod queues;
+pub mod signin;

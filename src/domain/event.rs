@@ -1,10 +1,13 @@
-//! Every event kind (the exact names of CONTRACT.md), its payload and its schema version,
-//! and the upcasters that read old payloads as the current type.
+//! The vocabulary of what happened: every event kind (the exact names of CONTRACT.md),
+//! its payload and its schema version. The deciders return these; the event log
+//! (`crate::events`) stores them and reads old schema versions back as these.
 //!
 //! Payloads never carry a secret: tokens appear only as SHA-256 hashes, passwords never.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use super::queue::Depth;
 
 macro_rules! events {
     ($($kind:ident = $schema:literal),+ $(,)?) => {
@@ -77,74 +80,12 @@ events! {
     EmailFailed = 1,
 }
 
-/// Why an event could not be read as a current type.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unknown event kind {0:?}")]
-    UnknownKind(String),
-    #[error("{kind} schema {schema} is newer than this program knows ({current})")]
-    FromTheFuture { kind: String, schema: i32, current: i32 },
-    #[error("{kind} schema {schema}: {source}")]
-    Payload {
-        kind: String,
-        schema: i32,
-        source: serde_json::Error,
-    },
-}
-
 impl Event {
     pub fn payload(&self) -> Value {
         match serde_json::to_value(self) {
             Ok(Value::Object(mut map)) => map.remove("payload").unwrap_or(Value::Null),
             _ => Value::Null,
         }
-    }
-
-    /// Reads a stored payload of any schema version as the current type.
-    pub fn decode(kind: &str, schema: i32, payload: Value) -> Result<Event, DecodeError> {
-        let current = Event::current_schema(kind).ok_or_else(|| DecodeError::UnknownKind(kind.to_owned()))?;
-        if schema > current {
-            return Err(DecodeError::FromTheFuture {
-                kind: kind.to_owned(),
-                schema,
-                current,
-            });
-        }
-        let mut payload = payload;
-        for from in schema..current {
-            payload = upcast(kind, from, payload);
-        }
-        serde_json::from_value(serde_json::json!({ "kind": kind, "payload": payload })).map_err(|source| {
-            DecodeError::Payload {
-                kind: kind.to_owned(),
-                schema,
-                source,
-            }
-        })
-    }
-}
-
-/// Turns a payload of schema `from` into schema `from + 1`.
-fn upcast(kind: &str, from: i32, mut payload: Value) -> Value {
-    match (kind, from) {
-        // Schema 1 named one owner; schema 2 names every owner and the vhosts granted.
-        ("AccountCreated", 1) => {
-            if let Value::Object(map) = &mut payload {
-                let owners = map.remove("owner").map(|o| vec![o]).unwrap_or_default();
-                map.insert("owners".into(), Value::Array(owners));
-                map.entry("vhosts")
-                    .or_insert_with(|| Value::Array(vec![Value::String("/".into())]));
-            }
-            payload
-        }
-        // Schema 1 did not say whether the user was removed; it always tried to.
-        ("AccountCreationFailed", 1) => {
-            if let Value::Object(map) = &mut payload {
-                map.entry("user_removed").or_insert(Value::Bool(true));
-            }
-            payload
-        }
-        _ => payload,
     }
 }
 
@@ -267,14 +208,6 @@ pub struct QueuePolicySet {
     pub unbounded: bool,
     pub warn_size: Option<u64>,
     pub del_size: Option<u64>,
-}
-
-/// The depth of a queue when a decision was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Depth {
-    pub messages: u64,
-    pub ready: u64,
-    pub unacked: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -408,50 +341,5 @@ mod tests {
         assert_eq!(e.kind(), "AdminGranted");
         assert_eq!(e.payload(), json!({"email": "a@b.c"}));
         assert_eq!(Event::KINDS.len(), 31);
-    }
-
-    #[test]
-    fn payload_round_trips_through_decode() {
-        let e = Event::QueueWarned(QueueWarned {
-            vhost: "/".into(),
-            name: "queue/a/b".into(),
-            owner: Some("a".into()),
-            depth: Depth {
-                messages: 2001,
-                ready: 2000,
-                unacked: 1,
-            },
-            warn_size: 2000,
-            del_size: 8000,
-            unbounded: false,
-            notified: true,
-        });
-        assert_eq!(Event::decode(e.kind(), e.schema(), e.payload()).unwrap(), e);
-    }
-
-    #[test]
-    fn account_created_schema_1_upcasts_to_current() {
-        let old = json!({"name": "alice", "owner": "alice@example.com"});
-        let e = Event::decode("AccountCreated", 1, old).unwrap();
-        assert_eq!(
-            e,
-            Event::AccountCreated(AccountCreated {
-                name: "alice".into(),
-                owners: vec!["alice@example.com".into()],
-                vhosts: vec!["/".into()],
-            })
-        );
-    }
-
-    #[test]
-    fn unknown_and_future_events_are_errors() {
-        assert!(matches!(
-            Event::decode("Nope", 1, json!({})),
-            Err(DecodeError::UnknownKind(_))
-        ));
-        assert!(matches!(
-            Event::decode("AdminGranted", 9, json!({"email": "x"})),
-            Err(DecodeError::FromTheFuture { .. })
-        ));
     }
 }

@@ -1,0 +1,407 @@
+//! Queues as people see and change them: the listing with its filters and pages, one
+//! queue's page, deleting a queue, setting its policy. The listing joins the latest
+//! observation with what the guardian recorded; the one place that says who may see
+//! or change which queue is `auth::policy`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{AppError, Context};
+use crate::auth::{Action, Principal};
+use crate::domain::event::{Event, QueueDeletedByUser, QueuePolicySet};
+use crate::domain::policy::Overrides;
+use crate::domain::{Depth, QueueRef, QueueStatus, owner_of, parse_size};
+use crate::events::{NewEvent, store};
+
+pub use crate::events::StoredEvent as RecordedEvent;
+use crate::observations::samples::{self, Point};
+use crate::observations::{self, Seen, Snapshot};
+pub use crate::projections::queues::QueueRecord as Recorded;
+use crate::projections::queues::{QueueRecord, Records};
+use crate::rabbit::Deleted;
+pub use crate::rabbit::{Binding, Consumer};
+
+/// A queue as the dashboards and the API show it: its last observed depth joined with
+/// what the guardian recorded about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueView {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub messages: Option<u64>,
+    pub ready: Option<u64>,
+    pub unacked: Option<u64>,
+    pub consumers: Option<u64>,
+    pub state: QueueStatus,
+    pub warned_since: Option<String>,
+    pub unbounded: bool,
+    pub warn_size: u64,
+    pub del_size: u64,
+    pub archive_size: Option<u64>,
+    pub last_action: Option<String>,
+    pub last_action_at: Option<String>,
+}
+
+impl QueueView {
+    pub fn queue(&self) -> QueueRef {
+        QueueRef::new(self.vhost.clone(), self.name.clone())
+    }
+}
+
+/// Joins what was seen of a queue with its record.
+fn view(
+    ctx: &Context,
+    vhost: &str,
+    name: &str,
+    depth: Option<Depth>,
+    consumers: Option<u64>,
+    rec: Option<&QueueRecord>,
+) -> QueueView {
+    let c = &ctx.config;
+    let owner = owner_of(name);
+    let reserved = owner.is_some_and(|o| ctx.reserved(o));
+    let rec = rec.cloned().unwrap_or_default();
+    QueueView {
+        owner: owner.map(str::to_owned),
+        vhost: vhost.to_owned(),
+        name: name.to_owned(),
+        messages: depth.map(|d| d.messages),
+        ready: depth.map(|d| d.ready),
+        unacked: depth.map(|d| d.unacked),
+        consumers,
+        state: QueueStatus::of(rec.delete_pending, rec.warned, depth.is_some(), reserved),
+        warned_since: rec.warned.then_some(rec.warned_at).flatten(),
+        unbounded: rec.unbounded,
+        warn_size: rec.warn_size.unwrap_or(c.warn_queue_size),
+        del_size: rec.del_size.unwrap_or(c.del_queue_size),
+        archive_size: c.archive_queue_size,
+        last_action: rec.last_action,
+        last_action_at: rec.last_action_at,
+    }
+}
+
+fn seen_view(ctx: &Context, s: &Seen, rec: Option<&QueueRecord>) -> QueueView {
+    view(ctx, &s.vhost, &s.name, s.depth, s.consumers, rec)
+}
+
+/// The latest observation with the records, from which the pages pick what they show
+/// without building a view of every queue.
+struct Listing {
+    snapshot: Arc<Snapshot>,
+    records: Records,
+}
+
+impl Listing {
+    async fn load(ctx: &Context) -> Result<Listing, AppError> {
+        Ok(Listing {
+            snapshot: ctx.snapshots.latest(&ctx.db).await?,
+            records: crate::projections::queues::all(&ctx.db).await?,
+        })
+    }
+
+    /// The queues `who` may see, with their records, in the broker's order. A queue
+    /// deleted after the observation was read is left out: it is gone already.
+    fn visible<'a>(&'a self, who: &'a Principal) -> impl Iterator<Item = (&'a Seen, Option<&'a QueueRecord>)> + 'a {
+        let observed_at = self.snapshot.observed_at.as_str();
+        self.snapshot
+            .queues
+            .iter()
+            .filter(move |s| {
+                who.may(Action::ViewQueue {
+                    owner: owner_of(&s.name),
+                })
+            })
+            .map(move |s| (s, self.records.get(&s.vhost, &s.name)))
+            .filter(move |(_, r)| {
+                r.is_none_or(|r| !(r.deleted && r.last_action_at.as_deref().is_some_and(|at| at > observed_at)))
+            })
+    }
+}
+
+/// Every queue `who` may see, as last observed, by vhost and name (the API).
+pub async fn all_visible(ctx: &Context, who: &Principal) -> Result<Vec<QueueView>, AppError> {
+    let listing = Listing::load(ctx).await?;
+    let mut out: Vec<QueueView> = listing.visible(who).map(|(s, r)| seen_view(ctx, s, r)).collect();
+    out.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+    Ok(out)
+}
+
+/// How the listing is filtered, sorted and paged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// The name contains this, ignoring case.
+    pub name_contains: String,
+    pub vhost: Option<String>,
+    pub account: Option<String>,
+    pub over_warning: bool,
+    pub without_owner: bool,
+    pub sort: Sort,
+    pub page: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    #[default]
+    Name,
+    Depth,
+    State,
+}
+
+pub const PAGE_SIZE: usize = 50;
+
+/// One page of the listing.
+pub struct ListPage {
+    pub rows: Vec<QueueView>,
+    pub total: usize,
+    pub page: usize,
+    pub pages: usize,
+    /// When the depths were read ("" before the guardian's first cycle).
+    pub observed_at: String,
+    /// The last hour of each row's samples.
+    pub last_hour: HashMap<QueueRef, Vec<Point>>,
+    /// May see every queue (admins, auditors).
+    pub all: bool,
+}
+
+/// The visible queues after filters and sort, and one page of them. Only the page's
+/// queues become views; the rest are filtered and sorted by reference.
+pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Result<ListPage, AppError> {
+    let listing = Listing::load(ctx).await?;
+    let needle = q.name_contains.to_lowercase();
+    let warn = |r: Option<&QueueRecord>| r.and_then(|r| r.warn_size).unwrap_or(ctx.config.warn_queue_size);
+    let keep = |s: &Seen, r: Option<&QueueRecord>| {
+        let owner = owner_of(&s.name);
+        (needle.is_empty() || s.name.to_lowercase().contains(&needle))
+            && q.vhost.as_ref().is_none_or(|v| *v == s.vhost)
+            && q.account.as_deref().is_none_or(|a| owner == Some(a))
+            && (!q.over_warning || s.messages().is_some_and(|m| m > warn(r)))
+            && (!q.without_owner || owner.is_none())
+    };
+    let mut all: Vec<(&Seen, Option<&QueueRecord>)> = listing.visible(who).filter(|(s, r)| keep(s, *r)).collect();
+    let state = |s: &Seen, r: Option<&QueueRecord>| seen_view(ctx, s, r).state;
+    match q.sort {
+        Sort::Depth => all.sort_by(|a, b| {
+            b.0.messages()
+                .cmp(&a.0.messages())
+                .then_with(|| a.0.name.cmp(&b.0.name))
+        }),
+        Sort::State => all.sort_by(|a, b| {
+            state(a.0, a.1)
+                .cmp(&state(b.0, b.1))
+                .then_with(|| a.0.name.cmp(&b.0.name))
+        }),
+        Sort::Name => all.sort_by(|a, b| (&a.0.vhost, &a.0.name).cmp(&(&b.0.vhost, &b.0.name))),
+    }
+    let total = all.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page = q.page.clamp(1, pages);
+    let rows: Vec<QueueView> = all
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .map(|(s, r)| seen_view(ctx, s, r))
+        .collect();
+    let refs: Vec<QueueRef> = rows.iter().map(QueueView::queue).collect();
+    Ok(ListPage {
+        last_hour: samples::of_queues(&ctx.db, &refs, now - 3600).await?,
+        rows,
+        total,
+        page,
+        pages,
+        observed_at: listing.snapshot.observed_at.clone(),
+        all: who.may(Action::ViewAllQueues),
+    })
+}
+
+/// What the live parts' ETags are made of: changes when a depth or a record changes.
+pub async fn version(ctx: &Context) -> Result<String, AppError> {
+    Ok(observations::version(&ctx.db).await?)
+}
+
+/// `who` may see `q`: it is on a guarded vhost and theirs (or they see everything).
+/// Not allowed and not there look alike.
+fn visible_to(ctx: &Context, who: &Principal, q: &QueueRef) -> Result<(), AppError> {
+    if !ctx.guarded(&q.vhost) || !who.may(Action::ViewQueue { owner: q.owner_name() }) {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+/// One queue now: as last observed, else as the broker has it (a queue made since the
+/// last cycle has a page at once). `None`: not on the broker.
+async fn current(ctx: &Context, q: &QueueRef, rec: Option<&QueueRecord>) -> Result<Option<QueueView>, AppError> {
+    let snapshot = ctx.snapshots.latest(&ctx.db).await?;
+    let deleted_since = rec.is_some_and(|r| {
+        r.deleted
+            && r.last_action_at
+                .as_deref()
+                .is_some_and(|at| at > snapshot.observed_at.as_str())
+    });
+    if let Some(s) = snapshot.find(&q.vhost, &q.name)
+        && !deleted_since
+    {
+        return Ok(Some(seen_view(ctx, s, rec)));
+    }
+    match ctx.broker.queue(&q.vhost, &q.name).await {
+        Ok(found) => Ok(found.map(|d| view(ctx, &d.vhost, &d.name, d.depth, None, rec))),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the queue from the broker");
+            Ok(None)
+        }
+    }
+}
+
+/// The live numbers of one queue `who` may see.
+pub async fn live(ctx: &Context, who: &Principal, q: &QueueRef) -> Result<Option<QueueView>, AppError> {
+    visible_to(ctx, who, q)?;
+    let rec = crate::projections::queues::one(&ctx.db, q).await?;
+    current(ctx, q, rec.as_ref()).await
+}
+
+/// Everything a queue's page shows.
+pub struct QueuePage {
+    pub queue: QueueRef,
+    /// `None`: not on the broker now.
+    pub view: Option<QueueView>,
+    pub record: QueueRecord,
+    pub history: Vec<RecordedEvent>,
+    /// The last 24 hours of samples.
+    pub day: Vec<Point>,
+    /// `None` for a queue not on the broker; an error as the broker gave it.
+    pub bindings: Option<Result<Vec<Binding>, String>>,
+    pub consumers: Option<Result<Vec<Consumer>, String>>,
+    /// Its owner is reserved: the guardian leaves it alone.
+    pub reserved: bool,
+    pub warn_size: u64,
+    pub del_size: u64,
+    pub archive_size: Option<u64>,
+    pub may_delete: bool,
+    pub may_set_policy: bool,
+}
+
+/// One queue's page, if `who` may see it and it is on the broker or has a history.
+pub async fn page(ctx: &Context, who: &Principal, q: &QueueRef, now: i64) -> Result<QueuePage, AppError> {
+    visible_to(ctx, who, q)?;
+    let rec = crate::projections::queues::one(&ctx.db, q).await?;
+    let view = current(ctx, q, rec.as_ref()).await?;
+    let history = store::read_stream(&ctx.db, &q.stream()).await?;
+    if view.is_none() && history.is_empty() {
+        return Err(AppError::NotFound);
+    }
+    let (bindings, consumers) = match &view {
+        Some(_) => {
+            let b = ctx
+                .broker
+                .queue_bindings(&q.vhost, &q.name)
+                .await
+                .map_err(|e| e.to_string());
+            let c = ctx
+                .broker
+                .consumers(&q.vhost)
+                .await
+                .map(|all| all.into_iter().filter(|c| c.queue == q.name).collect::<Vec<_>>())
+                .map_err(|e| e.to_string());
+            (Some(b), Some(c))
+        }
+        None => (None, None),
+    };
+    let record = rec.unwrap_or_default();
+    let c = &ctx.config;
+    Ok(QueuePage {
+        day: samples::of_queue(&ctx.db, q, now - 24 * 3600).await?,
+        reserved: q.owner_name().is_some_and(|o| ctx.reserved(o)),
+        warn_size: record.warn_size.unwrap_or(c.warn_queue_size),
+        del_size: record.del_size.unwrap_or(c.del_queue_size),
+        archive_size: c.archive_queue_size,
+        may_delete: view.is_some() && who.may(Action::DeleteQueue { owner: q.owner_name() }),
+        may_set_policy: who.may(Action::SetQueuePolicy),
+        queue: q.clone(),
+        view,
+        record,
+        history,
+        bindings,
+        consumers,
+    })
+}
+
+/// Deletes a queue on a person's request and records it. A queue of a vhost that is not
+/// guarded, or one `who` may not see, is not there.
+pub async fn delete(ctx: &Context, who: &Principal, q: &QueueRef) -> Result<(), AppError> {
+    visible_to(ctx, who, q)?;
+    who.require(Action::DeleteQueue { owner: q.owner_name() })?;
+    let snapshot = ctx.snapshots.latest(&ctx.db).await?;
+    let messages = snapshot.find(&q.vhost, &q.name).and_then(Seen::messages);
+    match ctx.broker.delete_queue(&q.vhost, &q.name).await? {
+        Deleted::NotFound => Err(AppError::NotFound),
+        Deleted::Deleted => {
+            let e = Event::QueueDeletedByUser(QueueDeletedByUser {
+                vhost: q.vhost.clone(),
+                name: q.name.clone(),
+                messages,
+            });
+            ctx.record(vec![NewEvent::new(q.stream(), e, who.actor())]).await?;
+            Ok(())
+        }
+    }
+}
+
+/// The queues of an account on every guarded vhost, as the broker has them now.
+pub async fn of_account(ctx: &Context, account: &str) -> Result<Vec<QueueRef>, AppError> {
+    let mut out = Vec::new();
+    for vhost in &ctx.config.rabbit_vhosts {
+        for d in ctx.broker.queue_depths(vhost).await? {
+            let q = QueueRef::new(d.vhost, d.name);
+            if q.owner_name() == Some(account) {
+                out.push(q);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A policy as typed into the form: sizes blank (the default) or a number.
+pub struct PolicyForm<'a> {
+    pub unbounded: bool,
+    pub warn_size: &'a str,
+    pub del_size: &'a str,
+}
+
+/// Sets a queue's policy (admins): unbounded, and its own warning and deletion sizes.
+pub async fn set_policy(ctx: &Context, who: &Principal, q: &QueueRef, form: PolicyForm<'_>) -> Result<(), AppError> {
+    who.require(Action::SetQueuePolicy)?;
+    if !ctx.guarded(&q.vhost) {
+        return Err(AppError::NotFound);
+    }
+    let parse = |field: &'static str, s: &str| -> Result<Option<u64>, crate::domain::accounts::FieldError> {
+        match s.trim() {
+            "" => Ok(None),
+            s => parse_size(s).map(Some).map_err(|why| {
+                crate::domain::accounts::field_error(field, format!("The size {why}, or blank for the default."))
+            }),
+        }
+    };
+    let (warn, del) = (parse("warn_size", form.warn_size), parse("del_size", form.del_size));
+    let errors: Vec<_> = [&warn, &del].into_iter().filter_map(|r| r.clone().err()).collect();
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    let overrides = Overrides {
+        unbounded: form.unbounded,
+        warn_size: warn.ok().flatten(),
+        del_size: del.ok().flatten(),
+    };
+    ctx.policy()
+        .check(&overrides)
+        .map_err(|why| AppError::field("warn_size", why))?;
+    let e = Event::QueuePolicySet(QueuePolicySet {
+        vhost: q.vhost.clone(),
+        name: q.name.clone(),
+        unbounded: overrides.unbounded,
+        warn_size: overrides.warn_size,
+        del_size: overrides.del_size,
+    });
+    ctx.record(vec![NewEvent::new(q.stream(), e, who.actor())]).await?;
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The emails the deciders ask for: who gets one and what it is about. The words of
+//! each are `crate::mail::templates`'.
+
+use super::names::QueueRef;
+use super::queue::Depth;
+
+/// One email to send through the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub to: Vec<String>,
+    pub about: About,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum About {
+    QueueWarning {
+        queue: QueueRef,
+        depth: Depth,
+        warn_size: u64,
+        del_size: u64,
+        unbounded: bool,
+    },
+    QueueRecovered {
+        queue: QueueRef,
+        depth: Depth,
+        warn_size: u64,
+    },
+    QueueDeleted {
+        queue: QueueRef,
+        depth: Depth,
+        del_size: u64,
+    },
+    BrokerUnreachable {
+        error: String,
+    },
+    OwnerAdded {
+        account: String,
+        by: String,
+    },
+}

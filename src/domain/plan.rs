@@ -1,0 +1,594 @@
+//! The guardian's planner: given what it recorded about a queue and what it sees now,
+//! the events to record (each with the email it causes) and the act to carry out; and,
+//! once an act is done, what to record of its outcome. Every decision of a cycle comes
+//! out of here, a crash's unfinished deletion included; the cycle itself only reads,
+//! records and acts.
+//!
+//! - [`policy::decide`] holds the threshold rules (warn, recover, delete, dry run).
+//! - A decided deletion stays pending until done: the next cycle carries it out if the
+//!   queue is still above its deletion size, abandons it if it fell back, and records it
+//!   done, and tells the owners, if the queue is gone (the guardian deleted it just
+//!   before a crash, or someone did).
+//! - In dry run nothing is deleted, a pending deletion included.
+//! - A failing deletion is recorded once, then retried each cycle without a record.
+//! - A broker outage is recorded once (with an email to the admins), its end once.
+
+use chrono::{DateTime, Utc};
+
+use super::event::{
+    BrokerRecovered, BrokerUnreachable, Event, QueueDeleteFailed, QueueDeleted, QueueDeletionDecided, QueueRecovered,
+    QueueWarned,
+};
+use super::names::QueueRef;
+use super::notice::{About, Notice};
+use super::policy::{self, Decision, Policy, QueueState};
+use super::queue::{Depth, Ownership};
+
+/// What the guardian saw of one queue in this cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Depth(Depth),
+    /// Listed, but the broker gave no count: nothing is decided on it.
+    Unknown,
+    /// Not on the broker (any more).
+    Gone,
+}
+
+/// One queue as the planner is given it.
+#[derive(Debug, Clone, Copy)]
+pub struct Queue<'a> {
+    pub queue: &'a QueueRef,
+    pub state: &'a QueueState,
+    pub owner: &'a Ownership,
+    /// The verified addresses of the owners: the only ones that get queue emails.
+    pub recipients: &'a [String],
+}
+
+/// An event to record, and the email it causes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub event: Event,
+    pub notice: Option<Notice>,
+}
+
+impl Planned {
+    fn quiet(event: Event) -> Planned {
+        Planned { event, notice: None }
+    }
+}
+
+/// A deletion to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub queue: QueueRef,
+    pub owner: Option<String>,
+    pub depth: Depth,
+    pub del_size: u64,
+    /// Who is told once it is done (nobody for a queue without a known owner).
+    pub tell: Vec<String>,
+    /// The last attempt failed and was recorded: a new failure is not recorded again.
+    pub failed_before: bool,
+}
+
+/// What one queue needs this cycle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// To record, in order, before acting.
+    pub record: Vec<Planned>,
+    pub delete: Option<Deletion>,
+}
+
+/// The plan for one queue.
+pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Plan {
+    let queue = q.queue;
+    let account = q.owner.account().map(str::to_owned);
+    let eff = policy.effective(&q.state.overrides);
+    let tell = || -> Vec<String> {
+        if account.is_some() {
+            q.recipients.to_vec()
+        } else {
+            Vec::new()
+        }
+    };
+    let abandon = |why: String| {
+        Planned::quiet(Event::QueueDeleteFailed(QueueDeleteFailed {
+            vhost: queue.vhost.clone(),
+            name: queue.name.clone(),
+            error: why,
+            gone: true,
+        }))
+    };
+    let mut out = Plan::default();
+    let pending = q.state.delete_pending && !policy.dry_run;
+
+    let depth = match seen {
+        Seen::Unknown => return out,
+        Seen::Gone => {
+            if pending {
+                // Decided, and now gone: done (by this guardian before a crash cut its
+                // record short, or by someone else). Either way the owners are told.
+                let d = Deletion {
+                    queue: queue.clone(),
+                    owner: account.clone(),
+                    depth: Depth::of(q.state.last_messages.unwrap_or(0), 0),
+                    del_size: eff.del_size,
+                    tell: tell(),
+                    failed_before: q.state.delete_failed,
+                };
+                out.record = settle(&d, Outcome::Gone);
+            }
+            return out;
+        }
+        Seen::Depth(d) => d,
+    };
+
+    if *q.owner == Ownership::Reserved {
+        if q.state.delete_pending {
+            out.record.push(abandon(
+                "the queue's owner is reserved now: the guardian leaves it alone".into(),
+            ));
+        }
+        return out;
+    }
+    if q.state.delete_pending {
+        let still_over = depth.messages > eff.del_size && !eff.unbounded;
+        if !still_over {
+            out.record.push(abandon(format!(
+                "no longer above the deletion size ({} messages): kept",
+                depth.messages
+            )));
+        } else if pending {
+            out.delete = Some(Deletion {
+                queue: queue.clone(),
+                owner: account.clone(),
+                depth,
+                del_size: eff.del_size,
+                tell: tell(),
+                failed_before: q.state.delete_failed,
+            });
+        }
+    }
+
+    for decision in policy::decide(q.state, depth, q.owner, policy, now) {
+        match decision {
+            Decision::Warn { notify } => {
+                let notified = notify && !q.recipients.is_empty();
+                out.record.push(Planned {
+                    event: Event::QueueWarned(QueueWarned {
+                        vhost: queue.vhost.clone(),
+                        name: queue.name.clone(),
+                        owner: account.clone(),
+                        depth,
+                        warn_size: eff.warn_size,
+                        del_size: eff.del_size,
+                        unbounded: eff.unbounded,
+                        notified,
+                    }),
+                    notice: notified.then(|| Notice {
+                        to: q.recipients.to_vec(),
+                        about: About::QueueWarning {
+                            queue: queue.clone(),
+                            depth,
+                            warn_size: eff.warn_size,
+                            del_size: eff.del_size,
+                            unbounded: eff.unbounded,
+                        },
+                    }),
+                });
+            }
+            Decision::Recover { notify } => {
+                let notified = notify && !q.recipients.is_empty();
+                out.record.push(Planned {
+                    event: Event::QueueRecovered(QueueRecovered {
+                        vhost: queue.vhost.clone(),
+                        name: queue.name.clone(),
+                        owner: account.clone(),
+                        depth,
+                        warn_size: eff.warn_size,
+                        notified,
+                    }),
+                    notice: notified.then(|| Notice {
+                        to: q.recipients.to_vec(),
+                        about: About::QueueRecovered {
+                            queue: queue.clone(),
+                            depth,
+                            warn_size: eff.warn_size,
+                        },
+                    }),
+                });
+            }
+            Decision::Delete { dry_run: true, .. } => {
+                out.record.push(Planned::quiet(Event::QueueDeleted(QueueDeleted {
+                    vhost: queue.vhost.clone(),
+                    name: queue.name.clone(),
+                    owner: account.clone(),
+                    depth,
+                    del_size: eff.del_size,
+                    dry_run: true,
+                })));
+            }
+            Decision::Delete { dry_run: false, notify } => {
+                out.record
+                    .push(Planned::quiet(Event::QueueDeletionDecided(QueueDeletionDecided {
+                        vhost: queue.vhost.clone(),
+                        name: queue.name.clone(),
+                        owner: account.clone(),
+                        depth,
+                        del_size: eff.del_size,
+                    })));
+                out.delete = Some(Deletion {
+                    queue: queue.clone(),
+                    owner: account.clone(),
+                    depth,
+                    del_size: eff.del_size,
+                    tell: if notify { tell() } else { Vec::new() },
+                    failed_before: false,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// How a deletion went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Deleted,
+    /// The queue was not there: the decision stands, it is gone.
+    Gone,
+    Failed(String),
+}
+
+/// What to record of a deletion's outcome.
+pub fn settle(d: &Deletion, outcome: Outcome) -> Vec<Planned> {
+    match outcome {
+        Outcome::Deleted | Outcome::Gone => vec![Planned {
+            event: Event::QueueDeleted(QueueDeleted {
+                vhost: d.queue.vhost.clone(),
+                name: d.queue.name.clone(),
+                owner: d.owner.clone(),
+                depth: d.depth,
+                del_size: d.del_size,
+                dry_run: false,
+            }),
+            notice: (!d.tell.is_empty()).then(|| Notice {
+                to: d.tell.clone(),
+                about: About::QueueDeleted {
+                    queue: d.queue.clone(),
+                    depth: d.depth,
+                    del_size: d.del_size,
+                },
+            }),
+        }],
+        Outcome::Failed(_) if d.failed_before => Vec::new(),
+        Outcome::Failed(error) => vec![Planned::quiet(Event::QueueDeleteFailed(QueueDeleteFailed {
+            vhost: d.queue.vhost.clone(),
+            name: d.queue.name.clone(),
+            error,
+            gone: false,
+        }))],
+    }
+}
+
+/// The broker could not be read: an outage is recorded once (`already_down`: one is on
+/// record), with an email to the verified admins.
+pub fn broker_down(already_down: bool, error: &str, admins: &[String]) -> Vec<Planned> {
+    if already_down {
+        return Vec::new();
+    }
+    vec![Planned {
+        event: Event::BrokerUnreachable(BrokerUnreachable {
+            error: error.to_owned(),
+        }),
+        notice: (!admins.is_empty()).then(|| Notice {
+            to: admins.to_vec(),
+            about: About::BrokerUnreachable {
+                error: error.to_owned(),
+            },
+        }),
+    }]
+}
+
+/// The broker answered: an outage on record since `down_since` ends.
+pub fn broker_up(down_since: Option<&str>) -> Vec<Planned> {
+    down_since
+        .map(|since| {
+            Planned::quiet(Event::BrokerRecovered(BrokerRecovered {
+                down_since: since.to_owned(),
+            }))
+        })
+        .into_iter()
+        .collect()
+}
+
+/// How long to wait before reading an unreachable broker again, after `failures` reads
+/// in a row failed: 5 s, doubling, at most 5 minutes.
+pub fn backoff(failures: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(5)
+        .saturating_mul(1 << failures.saturating_sub(1).min(10))
+        .min(std::time::Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::Overrides;
+    use chrono::Duration;
+
+    fn policy() -> Policy {
+        Policy {
+            warn_size: 2000,
+            del_size: 8000,
+            dry_run: false,
+            warn_cooldown: Duration::hours(1),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn q() -> QueueRef {
+        QueueRef::new("/", "queue/alice/jobs")
+    }
+
+    fn alice() -> Ownership {
+        Ownership::Account("alice".into())
+    }
+
+    fn owners() -> Vec<String> {
+        vec!["ann@x.org".into()]
+    }
+
+    fn depth(messages: u64) -> Seen {
+        Seen::Depth(Depth::of(messages, 0))
+    }
+
+    /// given `state` and `owner`, when the guardian sees `seen`, then this plan.
+    fn when(state: QueueState, owner: Ownership, recipients: &[String], seen: Seen, p: &Policy) -> Plan {
+        let queue = q();
+        plan(
+            Queue {
+                queue: &queue,
+                state: &state,
+                owner: &owner,
+                recipients,
+            },
+            seen,
+            p,
+            now(),
+        )
+    }
+
+    fn kinds(p: &Plan) -> Vec<&'static str> {
+        p.record.iter().map(|r| r.event.kind()).collect()
+    }
+
+    fn pending() -> QueueState {
+        QueueState {
+            delete_pending: true,
+            warned: true,
+            notified: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_warning_is_emailed_to_the_verified_owners_and_says_so() {
+        let p = when(QueueState::default(), alice(), &owners(), depth(2001), &policy());
+        assert_eq!(kinds(&p), ["QueueWarned"]);
+        let Event::QueueWarned(w) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert!(w.notified);
+        let n = p.record[0].notice.as_ref().unwrap();
+        assert_eq!(n.to, owners());
+        assert!(matches!(
+            n.about,
+            About::QueueWarning {
+                warn_size: 2000,
+                del_size: 8000,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn without_a_verified_owner_the_warning_is_recorded_as_not_emailed() {
+        let p = when(QueueState::default(), alice(), &[], depth(2001), &policy());
+        let Event::QueueWarned(w) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert!(!w.notified);
+        assert!(p.record[0].notice.is_none());
+    }
+
+    #[test]
+    fn a_recovery_after_an_emailed_warning_is_emailed() {
+        let warned = QueueState {
+            warned: true,
+            notified: true,
+            ..Default::default()
+        };
+        let p = when(warned, alice(), &owners(), depth(10), &policy());
+        assert_eq!(kinds(&p), ["QueueRecovered"]);
+        assert!(matches!(
+            p.record[0].notice.as_ref().unwrap().about,
+            About::QueueRecovered { .. }
+        ));
+    }
+
+    #[test]
+    fn above_the_deletion_size_the_deletion_is_recorded_before_it_is_carried_out() {
+        let p = when(QueueState::default(), alice(), &owners(), depth(9000), &policy());
+        assert_eq!(kinds(&p), ["QueueDeletionDecided"]);
+        let d = p.delete.unwrap();
+        assert_eq!((d.depth.messages, d.del_size, d.tell), (9000, 8000, owners()));
+    }
+
+    #[test]
+    fn a_queue_without_a_known_owner_is_deleted_and_nobody_is_told() {
+        let p = when(
+            QueueState::default(),
+            Ownership::Unknown,
+            &owners(),
+            depth(9000),
+            &policy(),
+        );
+        assert_eq!(kinds(&p), ["QueueDeletionDecided"]);
+        assert!(p.delete.unwrap().tell.is_empty());
+    }
+
+    #[test]
+    fn a_pending_deletion_still_over_is_carried_out_without_a_second_decision() {
+        let p = when(pending(), alice(), &owners(), depth(9000), &policy());
+        assert!(kinds(&p).is_empty());
+        assert_eq!(p.delete.unwrap().depth.messages, 9000);
+    }
+
+    #[test]
+    fn a_pending_deletion_that_fell_back_is_abandoned() {
+        let p = when(pending(), alice(), &owners(), depth(7000), &policy());
+        assert_eq!(kinds(&p), ["QueueDeleteFailed"]);
+        let Event::QueueDeleteFailed(f) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert!(f.gone && f.error.contains("7000 messages"));
+        assert!(p.delete.is_none());
+    }
+
+    #[test]
+    fn a_pending_deletion_whose_queue_is_gone_is_recorded_deleted_and_the_owners_are_told() {
+        // The crash between the DELETE and its record.
+        let p = when(pending(), alice(), &owners(), Seen::Gone, &policy());
+        assert_eq!(kinds(&p), ["QueueDeleted"]);
+        let Event::QueueDeleted(d) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert!(!d.dry_run);
+        let n = p.record[0].notice.as_ref().unwrap();
+        assert!(matches!(n.about, About::QueueDeleted { .. }));
+        assert_eq!(n.to, owners());
+    }
+
+    #[test]
+    fn dry_run_never_deletes_not_even_a_deletion_pending_from_before() {
+        let dry = Policy {
+            dry_run: true,
+            ..policy()
+        };
+        let p = when(pending(), alice(), &owners(), depth(9000), &dry);
+        assert!(p.delete.is_none());
+        assert_eq!(kinds(&p), ["QueueDeleted"], "the dry-run record, once");
+        let Event::QueueDeleted(d) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert!(d.dry_run);
+        let gone = when(pending(), alice(), &owners(), Seen::Gone, &dry);
+        assert!(gone.record.is_empty() && gone.delete.is_none());
+    }
+
+    #[test]
+    fn an_unknown_count_decides_nothing() {
+        for state in [QueueState::default(), pending()] {
+            assert_eq!(
+                when(state, alice(), &owners(), Seen::Unknown, &policy()),
+                Plan::default()
+            );
+        }
+    }
+
+    #[test]
+    fn a_queue_gone_without_a_pending_deletion_records_nothing() {
+        let warned = QueueState {
+            warned: true,
+            ..Default::default()
+        };
+        assert_eq!(when(warned, alice(), &owners(), Seen::Gone, &policy()), Plan::default());
+    }
+
+    #[test]
+    fn a_reserved_queue_is_left_alone_and_a_pending_deletion_of_it_abandoned() {
+        assert_eq!(
+            when(
+                QueueState::default(),
+                Ownership::Reserved,
+                &owners(),
+                depth(1_000_000),
+                &policy()
+            ),
+            Plan::default()
+        );
+        let p = when(pending(), Ownership::Reserved, &owners(), depth(1_000_000), &policy());
+        assert_eq!(kinds(&p), ["QueueDeleteFailed"]);
+        assert!(p.delete.is_none());
+    }
+
+    #[test]
+    fn an_unbounded_queue_is_never_deleted_and_its_pending_deletion_is_abandoned() {
+        let unbounded = QueueState {
+            overrides: Overrides {
+                unbounded: true,
+                ..Default::default()
+            },
+            ..pending()
+        };
+        let p = when(unbounded, alice(), &owners(), depth(1_000_000), &policy());
+        assert_eq!(kinds(&p), ["QueueDeleteFailed"]);
+        assert!(p.delete.is_none());
+    }
+
+    fn deletion(failed_before: bool, tell: Vec<String>) -> Deletion {
+        Deletion {
+            queue: q(),
+            owner: Some("alice".into()),
+            depth: Depth::of(9000, 0),
+            del_size: 8000,
+            tell,
+            failed_before,
+        }
+    }
+
+    #[test]
+    fn a_done_deletion_is_recorded_and_told_and_one_that_found_nothing_too() {
+        for outcome in [Outcome::Deleted, Outcome::Gone] {
+            let r = settle(&deletion(false, owners()), outcome);
+            assert_eq!(r.len(), 1);
+            assert!(matches!(
+                r[0].event,
+                Event::QueueDeleted(QueueDeleted { dry_run: false, .. })
+            ));
+            assert_eq!(r[0].notice.as_ref().unwrap().to, owners());
+        }
+        let silent = settle(&deletion(false, Vec::new()), Outcome::Deleted);
+        assert!(silent[0].notice.is_none());
+    }
+
+    #[test]
+    fn a_failing_deletion_is_recorded_once_then_retried_quietly() {
+        let first = settle(&deletion(false, owners()), Outcome::Failed("500".into()));
+        assert!(matches!(&first[0].event, Event::QueueDeleteFailed(f) if !f.gone && f.error == "500"));
+        assert!(settle(&deletion(true, owners()), Outcome::Failed("500".into())).is_empty());
+    }
+
+    #[test]
+    fn an_outage_is_recorded_once_with_an_email_to_the_admins_and_its_end_once() {
+        let down = broker_down(false, "refused", &["boss@x.org".into()]);
+        assert!(matches!(down[0].event, Event::BrokerUnreachable(_)));
+        assert_eq!(down[0].notice.as_ref().unwrap().to, ["boss@x.org"]);
+        assert!(broker_down(true, "refused", &["boss@x.org".into()]).is_empty());
+        assert!(broker_down(false, "refused", &[])[0].notice.is_none());
+        assert!(matches!(broker_up(Some("t"))[0].event, Event::BrokerRecovered(_)));
+        assert!(broker_up(None).is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        assert_eq!(backoff(1).as_secs(), 5);
+        assert_eq!(backoff(2).as_secs(), 10);
+        assert_eq!(backoff(7).as_secs(), 300);
+        assert_eq!(backoff(100).as_secs(), 300);
+    }
+}

@@ -1,0 +1,123 @@
+//! Reading stored events: a payload of any schema version comes back as the current
+//! type of its kind (upcast step by step); a kind or a version this program does not
+//! know is an error, never a guess.
+
+use serde_json::Value;
+
+use crate::domain::event::Event;
+
+/// Why an event could not be read as a current type.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event kind {0:?}")]
+    UnknownKind(String),
+    #[error("{kind} schema {schema} is newer than this program knows ({current})")]
+    FromTheFuture { kind: String, schema: i32, current: i32 },
+    #[error("{kind} schema {schema}: {source}")]
+    Payload {
+        kind: String,
+        schema: i32,
+        source: serde_json::Error,
+    },
+}
+
+impl Event {
+    /// Reads a stored payload of any schema version as the current type.
+    pub fn decode(kind: &str, schema: i32, payload: Value) -> Result<Event, DecodeError> {
+        let current = Event::current_schema(kind).ok_or_else(|| DecodeError::UnknownKind(kind.to_owned()))?;
+        if schema > current {
+            return Err(DecodeError::FromTheFuture {
+                kind: kind.to_owned(),
+                schema,
+                current,
+            });
+        }
+        let mut payload = payload;
+        for from in schema..current {
+            payload = upcast(kind, from, payload);
+        }
+        serde_json::from_value(serde_json::json!({ "kind": kind, "payload": payload })).map_err(|source| {
+            DecodeError::Payload {
+                kind: kind.to_owned(),
+                schema,
+                source,
+            }
+        })
+    }
+}
+
+/// Turns a payload of schema `from` into schema `from + 1`.
+fn upcast(kind: &str, from: i32, mut payload: Value) -> Value {
+    match (kind, from) {
+        // Schema 1 named one owner; schema 2 names every owner and the vhosts granted.
+        ("AccountCreated", 1) => {
+            if let Value::Object(map) = &mut payload {
+                let owners = map.remove("owner").map(|o| vec![o]).unwrap_or_default();
+                map.insert("owners".into(), Value::Array(owners));
+                map.entry("vhosts")
+                    .or_insert_with(|| Value::Array(vec![Value::String("/".into())]));
+            }
+            payload
+        }
+        // Schema 1 did not say whether the user was removed; it always tried to.
+        ("AccountCreationFailed", 1) => {
+            if let Value::Object(map) = &mut payload {
+                map.entry("user_removed").or_insert(Value::Bool(true));
+            }
+            payload
+        }
+        _ => payload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::*;
+    use serde_json::json;
+
+    #[test]
+    fn payload_round_trips_through_decode() {
+        let e = Event::QueueWarned(QueueWarned {
+            vhost: "/".into(),
+            name: "queue/a/b".into(),
+            owner: Some("a".into()),
+            depth: Depth {
+                messages: 2001,
+                ready: 2000,
+                unacked: 1,
+            },
+            warn_size: 2000,
+            del_size: 8000,
+            unbounded: false,
+            notified: true,
+        });
+        assert_eq!(Event::decode(e.kind(), e.schema(), e.payload()).unwrap(), e);
+    }
+
+    #[test]
+    fn account_created_schema_1_upcasts_to_current() {
+        let old = json!({"name": "alice", "owner": "alice@example.com"});
+        let e = Event::decode("AccountCreated", 1, old).unwrap();
+        assert_eq!(
+            e,
+            Event::AccountCreated(AccountCreated {
+                name: "alice".into(),
+                owners: vec!["alice@example.com".into()],
+                vhosts: vec!["/".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_and_future_events_are_errors() {
+        assert!(matches!(
+            Event::decode("Nope", 1, json!({})),
+            Err(DecodeError::UnknownKind(_))
+        ));
+        assert!(matches!(
+            Event::decode("AdminGranted", 9, json!({"email": "x"})),
+            Err(DecodeError::FromTheFuture { .. })
+        ));
+    }
+}

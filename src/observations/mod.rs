@@ -1,0 +1,160 @@
+//! Observations are not events: what the guardian last saw of every queue (one row,
+//! rewritten each cycle, read by the dashboards through [`SnapshotCache`]) and per-minute
+//! samples for the charts ([`samples`]). The guardian writes them; the pages read them.
+
+mod cache;
+pub mod samples;
+
+use sea_orm::sea_query::{Alias, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DbErr};
+use serde::{Deserialize, Serialize};
+
+use crate::db;
+use crate::domain::Depth;
+
+pub use cache::SnapshotCache;
+
+/// One queue as last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    #[serde(rename = "v")]
+    pub vhost: String,
+    #[serde(rename = "n")]
+    pub name: String,
+    /// `None`: the broker did not know the count.
+    #[serde(rename = "d", default, with = "compact")]
+    pub depth: Option<Depth>,
+    /// `None`: not read yet.
+    #[serde(rename = "c")]
+    pub consumers: Option<u64>,
+}
+
+impl Seen {
+    pub fn messages(&self) -> Option<u64> {
+        self.depth.map(|d| d.messages)
+    }
+}
+
+/// A depth as three numbers (`[messages, ready, unacked]`): the snapshot of 100,000
+/// queues stays small.
+mod compact {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::domain::Depth;
+
+    pub fn serialize<S: Serializer>(d: &Option<Depth>, s: S) -> Result<S::Ok, S::Error> {
+        d.map(|d| [d.messages, d.ready, d.unacked]).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Depth>, D::Error> {
+        Ok(
+            Option::<[u64; 3]>::deserialize(d)?.map(|[messages, ready, unacked]| Depth {
+                messages,
+                ready,
+                unacked,
+            }),
+        )
+    }
+}
+
+/// Every queue of every guarded vhost at one cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub cycle: i64,
+    /// When the broker was read (the start of the read, so an act recorded after it is
+    /// newer than what the snapshot shows).
+    pub observed_at: String,
+    pub queues: Vec<Seen>,
+}
+
+impl Snapshot {
+    pub fn find(&self, vhost: &str, name: &str) -> Option<&Seen> {
+        self.queues.iter().find(|s| s.vhost == vhost && s.name == name)
+    }
+}
+
+/// Replaces the latest observation (one statement).
+pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<(), DbErr> {
+    let data = serde_json::to_string(&snapshot.queues).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let digest = crate::events::hash::sha256_hex(data.as_bytes());
+    let cols = ["cycle", "observed_at", "data", "digest"];
+    let upsert = Query::insert()
+        .into_table(Alias::new("latest_observation"))
+        .columns(std::iter::once("id").chain(cols).map(Alias::new))
+        .values_panic([
+            1.into(),
+            snapshot.cycle.into(),
+            snapshot.observed_at.as_str().into(),
+            data.into(),
+            digest.into(),
+        ])
+        .on_conflict(
+            OnConflict::column(Alias::new("id"))
+                .update_columns(cols.map(Alias::new))
+                .to_owned(),
+        )
+        .to_owned();
+    db.execute(&upsert).await.map(|_| ())
+}
+
+/// What the pages' ETags are made of: the digest of the latest observation's depths
+/// and the event log's head (a new decision changes a queue's state). Two small reads.
+pub async fn version(db: &impl ConnectionTrait) -> Result<String, DbErr> {
+    let digest = digest(db).await?;
+    let head = crate::events::store::head_seq(db).await?;
+    Ok(format!("{}-{head}", digest.get(..16).unwrap_or("none")))
+}
+
+async fn digest(db: &impl ConnectionTrait) -> Result<String, DbErr> {
+    Ok(
+        db::query_string(db, "SELECT digest FROM latest_observation WHERE id = 1", [])
+            .await?
+            .unwrap_or_default(),
+    )
+}
+
+/// When the latest observation was made ("" before the first one).
+pub async fn latest_observed_at(db: &impl ConnectionTrait) -> Result<String, DbErr> {
+    Ok(
+        db::query_string(db, "SELECT observed_at FROM latest_observation WHERE id = 1", [])
+            .await?
+            .unwrap_or_default(),
+    )
+}
+
+async fn latest(db: &impl ConnectionTrait) -> Result<Snapshot, DbErr> {
+    let row = db
+        .query_one_raw(db::stmt(
+            db.get_database_backend(),
+            "SELECT cycle, observed_at, data FROM latest_observation WHERE id = 1",
+            [],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(Snapshot::default()) };
+    let data: String = row.try_get("", "data")?;
+    Ok(Snapshot {
+        cycle: row.try_get("", "cycle")?,
+        observed_at: row.try_get("", "observed_at")?,
+        queues: serde_json::from_str(&data).map_err(|e| DbErr::Custom(e.to_string()))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seen_queue_is_compact_and_an_unknown_count_stays_unknown() {
+        let s = Seen {
+            vhost: "/".into(),
+            name: "q".into(),
+            depth: Some(Depth::of(3, 1)),
+            consumers: Some(2),
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, r#"{"v":"/","n":"q","d":[4,3,1],"c":2}"#);
+        assert_eq!(serde_json::from_str::<Seen>(&json).unwrap(), s);
+        let unknown: Seen = serde_json::from_str(r#"{"v":"/","n":"q","d":null,"c":null}"#).unwrap();
+        assert_eq!(unknown.depth, None);
+    }
+}

@@ -1,0 +1,156 @@
+//! Per-minute samples of every queue's depth, for the charts: written only when a
+//! queue's depth changed (so a steady broker costs nothing), at most one per queue per
+//! minute, kept for a day.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
+use sea_orm::{ConnectionTrait, DbErr, Value};
+
+use super::Seen;
+use crate::db::stmt;
+use crate::domain::QueueRef;
+
+/// Samples are kept this long (the queue page's chart shows 24 hours).
+pub const RETENTION_SECS: i64 = 25 * 3600;
+
+/// A sample's minute and its values (messages, ready, unacked, consumers).
+type Written = (i64, [Option<u64>; 4]);
+
+fn int(v: Option<u64>) -> Value {
+    v.map(|n| i64::try_from(n).unwrap_or(i64::MAX)).into()
+}
+
+/// What was last written per queue, to write only changes.
+#[derive(Default)]
+pub struct Sampler {
+    last: HashMap<(String, String), Written>,
+}
+
+impl Sampler {
+    /// Writes one sample per queue whose depth changed since its last sample, at most one
+    /// per queue per minute. `now` is in Unix seconds.
+    pub async fn record(&mut self, db: &impl ConnectionTrait, queues: &[Seen], now: i64) -> Result<usize, DbErr> {
+        let minute = now - now.rem_euclid(60);
+        let mut rows: Vec<&Seen> = Vec::new();
+        for q in queues {
+            let Some(d) = q.depth else { continue };
+            let values = [Some(d.messages), Some(d.ready), Some(d.unacked), q.consumers];
+            match self.last.get(&(q.vhost.clone(), q.name.clone())) {
+                Some((at, v)) if *at == minute || *v == values => {}
+                _ => {
+                    rows.push(q);
+                    self.last.insert((q.vhost.clone(), q.name.clone()), (minute, values));
+                }
+            }
+        }
+        let key = ["vhost", "name", "at"];
+        for chunk in rows.chunks(400) {
+            let mut insert = Query::insert();
+            insert.into_table(Alias::new("samples")).columns(
+                key.iter()
+                    .chain(&["messages", "ready", "unacked", "consumers"])
+                    .map(|c| Alias::new(*c)),
+            );
+            for q in chunk {
+                let d = q.depth.unwrap_or(crate::domain::Depth::of(0, 0));
+                let values: [Value; 7] = [
+                    q.vhost.as_str().into(),
+                    q.name.as_str().into(),
+                    minute.into(),
+                    int(Some(d.messages)),
+                    int(Some(d.ready)),
+                    int(Some(d.unacked)),
+                    int(q.consumers),
+                ];
+                insert.values_panic(values.into_iter().map(SimpleExpr::from));
+            }
+            insert.on_conflict(
+                OnConflict::columns(key.map(Alias::new))
+                    .do_nothing_on(key.map(Alias::new))
+                    .to_owned(),
+            );
+            db.execute(&insert).await?;
+        }
+        Ok(rows.len())
+    }
+}
+
+/// One sample: Unix seconds and messages.
+pub type Point = (i64, u64);
+
+/// The messages of one queue since `since` (Unix seconds), oldest first, with the last
+/// sample before it (a queue that did not change has no newer sample).
+pub async fn of_queue(db: &impl ConnectionTrait, q: &QueueRef, since: i64) -> Result<Vec<Point>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            "SELECT at, messages FROM samples WHERE vhost = ? AND name = ? AND at >= \
+             COALESCE((SELECT MAX(at) FROM samples WHERE vhost = ? AND name = ? AND at < ?), ?) ORDER BY at",
+            [
+                q.vhost.as_str().into(),
+                q.name.as_str().into(),
+                q.vhost.as_str().into(),
+                q.name.as_str().into(),
+                since.into(),
+                since.into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<i64>("", "at")?,
+                r.try_get::<i64>("", "messages")?.max(0) as u64,
+            ))
+        })
+        .collect()
+}
+
+/// The samples since `since` of each of these queues, in one query.
+pub async fn of_queues(
+    db: &impl ConnectionTrait,
+    queues: &[QueueRef],
+    since: i64,
+) -> Result<HashMap<QueueRef, Vec<Point>>, DbErr> {
+    let mut out: HashMap<QueueRef, Vec<Point>> = HashMap::new();
+    if queues.is_empty() {
+        return Ok(out);
+    }
+    let marks = vec!["(?, ?)"; queues.len()].join(", ");
+    let mut values: Vec<Value> = vec![since.into()];
+    for q in queues {
+        values.push(q.vhost.as_str().into());
+        values.push(q.name.as_str().into());
+    }
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            format!(
+                "SELECT vhost, name, at, messages FROM samples WHERE at >= ? AND (vhost, name) IN ({marks}) ORDER BY at"
+            ),
+            values,
+        ))
+        .await?;
+    for r in rows {
+        out.entry(QueueRef::new(
+            r.try_get::<String>("", "vhost")?,
+            r.try_get::<String>("", "name")?,
+        ))
+        .or_default()
+        .push((r.try_get("", "at")?, r.try_get::<i64>("", "messages")?.max(0) as u64));
+    }
+    Ok(out)
+}
+
+/// Drops samples older than `before` (Unix seconds).
+pub async fn prune(db: &impl ConnectionTrait, before: i64) -> Result<u64, DbErr> {
+    Ok(db
+        .execute_raw(stmt(
+            db.get_database_backend(),
+            "DELETE FROM samples WHERE at < ?",
+            [before.into()],
+        ))
+        .await?
+        .rows_affected())
+}

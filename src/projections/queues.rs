@@ -1,0 +1,436 @@
+//! The `queues` read model: what the guardian and people recorded about each queue (its
+//! excursion, pending deletion, per-queue policy, last action); and the queries that
+//! read it. One row type, [`QueueRecord`], for the guardian and the pages alike.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
+
+use super::{Applied, Model, count, select_keys, stmt, uncount, upsert};
+use crate::domain::event::Event;
+use crate::domain::policy::{Overrides, QueueState};
+use crate::domain::{QueueRef, actor_name, owner_of};
+
+/// What is recorded about one queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueRecord {
+    pub owner: Option<String>,
+    /// In an excursion above the warning size, since `warned_at`.
+    pub warned: bool,
+    pub warned_at: Option<String>,
+    /// When the owners were last emailed a warning.
+    pub last_warning_at: Option<String>,
+    /// The owners were emailed about the current excursion.
+    pub notified: bool,
+    pub unbounded: bool,
+    pub warn_size: Option<u64>,
+    pub del_size: Option<u64>,
+    /// Deleted (by a person or the guardian) and not seen since.
+    pub deleted: bool,
+    pub delete_pending: bool,
+    pub delete_failed: bool,
+    pub dry_run_flagged: bool,
+    pub last_action: Option<String>,
+    pub last_action_at: Option<String>,
+    pub last_messages: Option<u64>,
+}
+
+impl QueueRecord {
+    /// What the guardian's rules need of it.
+    pub fn state(&self) -> QueueState {
+        QueueState {
+            warned: self.warned,
+            notified: self.notified,
+            last_warning_at: self
+                .last_warning_at
+                .as_deref()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            delete_pending: self.delete_pending,
+            delete_failed: self.delete_failed,
+            dry_run_flagged: self.dry_run_flagged,
+            overrides: Overrides {
+                unbounded: self.unbounded,
+                warn_size: self.warn_size,
+                del_size: self.del_size,
+            },
+            last_messages: self.last_messages,
+        }
+    }
+
+    fn act(&mut self, action: String, at: &str, messages: Option<u64>) {
+        self.last_action = Some(action);
+        self.last_action_at = Some(at.to_owned());
+        if messages.is_some() {
+            self.last_messages = messages;
+        }
+    }
+
+    /// Gone from the broker: nothing of the excursion or of a pending deletion remains.
+    fn deleted(&mut self) {
+        self.deleted = true;
+        self.warned = false;
+        self.notified = false;
+        self.delete_pending = false;
+        self.delete_failed = false;
+        self.dry_run_flagged = false;
+        self.warned_at = None;
+    }
+}
+
+pub(crate) struct Queues;
+
+const TABLE: &str = "queues";
+const KEY: [&str; 2] = ["vhost", "name"];
+const COLS: [&str; 15] = [
+    "owner",
+    "warned",
+    "warned_at",
+    "last_warning_at",
+    "notified",
+    "unbounded",
+    "warn_size",
+    "del_size",
+    "deleted",
+    "delete_pending",
+    "delete_failed",
+    "dry_run_flagged",
+    "last_action",
+    "last_action_at",
+    "last_messages",
+];
+
+/// The queue an event is about, and the owner it names.
+fn queue(e: &Event) -> Option<(&str, &str, Option<&str>)> {
+    Some(match e {
+        Event::QueueDeletedByUser(e) => (&e.vhost, &e.name, None),
+        Event::QueuePolicySet(e) => (&e.vhost, &e.name, None),
+        Event::QueueWarned(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueRecovered(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueDeletionDecided(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueDeleted(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueDeleteFailed(e) => (&e.vhost, &e.name, None),
+        Event::ArchiveStarted(e) => (&e.vhost, &e.name, None),
+        Event::MessagesArchived(e) => (&e.vhost, &e.name, None),
+        Event::ArchiveStopped(e) => (&e.vhost, &e.name, None),
+        Event::ArchiveRepublished(e) => (&e.vhost, &e.name, None),
+        _ => return None,
+    })
+}
+
+#[async_trait::async_trait]
+impl Model for Queues {
+    type Key = (String, String);
+    type Row = QueueRecord;
+
+    fn keys(e: &Applied<'_>) -> Vec<(String, String)> {
+        queue(e.event)
+            .map(|(v, n, _)| (v.to_owned(), n.to_owned()))
+            .into_iter()
+            .collect()
+    }
+
+    fn fold((_, name): &(String, String), row: &mut Option<QueueRecord>, e: &Applied<'_>) {
+        let owner = queue(e.event).and_then(|(_, _, o)| o).or_else(|| owner_of(name));
+        let r = row.get_or_insert_with(|| QueueRecord {
+            owner: owner.map(str::to_owned),
+            ..Default::default()
+        });
+        let at = e.at;
+        match e.event {
+            Event::QueueDeletedByUser(d) => {
+                r.act(format!("deleted by {}", actor_name(e.actor)), at, d.messages);
+                r.deleted();
+            }
+            Event::QueuePolicySet(p) => {
+                r.unbounded = p.unbounded;
+                r.warn_size = p.warn_size;
+                r.del_size = p.del_size;
+            }
+            Event::QueueWarned(w) => {
+                r.act("warned".into(), at, Some(w.depth.messages));
+                r.warned = true;
+                r.notified = w.notified;
+                r.warned_at = Some(at.to_owned());
+                r.deleted = false;
+                if w.notified {
+                    r.last_warning_at = Some(at.to_owned());
+                }
+            }
+            Event::QueueRecovered(w) => {
+                r.act("recovered".into(), at, Some(w.depth.messages));
+                r.warned = false;
+                r.notified = false;
+                r.dry_run_flagged = false;
+                r.warned_at = None;
+            }
+            Event::QueueDeletionDecided(d) => {
+                r.act("deletion decided".into(), at, Some(d.depth.messages));
+                r.delete_pending = true;
+                r.delete_failed = false;
+            }
+            Event::QueueDeleted(d) if d.dry_run => {
+                r.act("would delete (dry run)".into(), at, Some(d.depth.messages));
+                r.dry_run_flagged = true;
+            }
+            Event::QueueDeleted(d) => {
+                r.act("deleted by the guardian".into(), at, Some(d.depth.messages));
+                r.deleted();
+            }
+            Event::QueueDeleteFailed(f) if f.gone => {
+                r.act("deletion abandoned".into(), at, None);
+                r.delete_pending = false;
+                r.delete_failed = false;
+            }
+            Event::QueueDeleteFailed(_) => {
+                r.act("delete failed".into(), at, None);
+                r.delete_pending = true;
+                r.delete_failed = true;
+            }
+            Event::ArchiveStarted(a) => r.act("archiving".into(), at, Some(a.depth.messages)),
+            Event::MessagesArchived(_) => r.act("archiving".into(), at, None),
+            Event::ArchiveStopped(_) => r.act("archive stopped".into(), at, None),
+            Event::ArchiveRepublished(_) => r.act("archive republished".into(), at, None),
+            _ => {}
+        }
+    }
+
+    async fn load(
+        txn: &DatabaseTransaction,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), QueueRecord>, DbErr> {
+        let rows = select_keys(
+            txn,
+            TABLE,
+            &KEY,
+            &COLS,
+            keys.iter()
+                .map(|(v, n)| vec![v.as_str().into(), n.as_str().into()])
+                .collect(),
+        )
+        .await?;
+        rows.iter()
+            .map(|r| Ok(((r.try_get("", "vhost")?, r.try_get("", "name")?), record_of(r)?)))
+            .collect()
+    }
+
+    async fn store(
+        txn: &DatabaseTransaction,
+        upserts: &[(&(String, String), &QueueRecord)],
+        _deletes: &[&(String, String)],
+    ) -> Result<(), DbErr> {
+        let size = |v: Option<u64>| v.map(count).unwrap_or(sea_orm::Value::BigInt(None));
+        let rows = upserts
+            .iter()
+            .map(|((v, n), r)| {
+                vec![
+                    v.as_str().into(),
+                    n.as_str().into(),
+                    r.owner.clone().into(),
+                    r.warned.into(),
+                    r.warned_at.clone().into(),
+                    r.last_warning_at.clone().into(),
+                    r.notified.into(),
+                    r.unbounded.into(),
+                    size(r.warn_size),
+                    size(r.del_size),
+                    r.deleted.into(),
+                    r.delete_pending.into(),
+                    r.delete_failed.into(),
+                    r.dry_run_flagged.into(),
+                    r.last_action.clone().into(),
+                    r.last_action_at.clone().into(),
+                    size(r.last_messages),
+                ]
+            })
+            .collect();
+        upsert(txn, TABLE, &KEY, &COLS, rows).await
+    }
+}
+
+fn record_of(r: &QueryResult) -> Result<QueueRecord, DbErr> {
+    let size = |col: &str| -> Result<Option<u64>, DbErr> { Ok(r.try_get::<Option<i64>>("", col)?.map(uncount)) };
+    Ok(QueueRecord {
+        owner: r.try_get("", "owner")?,
+        warned: r.try_get("", "warned")?,
+        warned_at: r.try_get("", "warned_at")?,
+        last_warning_at: r.try_get("", "last_warning_at")?,
+        notified: r.try_get("", "notified")?,
+        unbounded: r.try_get("", "unbounded")?,
+        warn_size: size("warn_size")?,
+        del_size: size("del_size")?,
+        deleted: r.try_get("", "deleted")?,
+        delete_pending: r.try_get("", "delete_pending")?,
+        delete_failed: r.try_get("", "delete_failed")?,
+        dry_run_flagged: r.try_get("", "dry_run_flagged")?,
+        last_action: r.try_get("", "last_action")?,
+        last_action_at: r.try_get("", "last_action_at")?,
+        last_messages: size("last_messages")?,
+    })
+}
+
+/// Every record, by vhost then name (looked up without allocating).
+#[derive(Debug, Default)]
+pub struct Records(HashMap<String, HashMap<String, QueueRecord>>);
+
+impl Records {
+    pub fn get(&self, vhost: &str, name: &str) -> Option<&QueueRecord> {
+        self.0.get(vhost).and_then(|m| m.get(name))
+    }
+
+    /// Every queue with a record, and the record.
+    pub fn iter(&self) -> impl Iterator<Item = (QueueRef, &QueueRecord)> + '_ {
+        self.0
+            .iter()
+            .flat_map(|(v, m)| m.iter().map(move |(n, r)| (QueueRef::new(v.clone(), n.clone()), r)))
+    }
+}
+
+const SELECT: &str = "SELECT vhost, name, owner, warned, warned_at, last_warning_at, notified, unbounded, warn_size, \
+                      del_size, deleted, delete_pending, delete_failed, dry_run_flagged, last_action, last_action_at, \
+                      last_messages FROM queues";
+
+/// The record of every queue.
+pub async fn all(db: &impl ConnectionTrait) -> Result<Records, DbErr> {
+    let rows = db.query_all_raw(stmt(db.get_database_backend(), SELECT, [])).await?;
+    let mut out = Records::default();
+    for r in rows {
+        out.0
+            .entry(r.try_get("", "vhost")?)
+            .or_default()
+            .insert(r.try_get("", "name")?, record_of(&r)?);
+    }
+    Ok(out)
+}
+
+/// The record of one queue.
+pub async fn one(db: &impl ConnectionTrait, q: &QueueRef) -> Result<Option<QueueRecord>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            format!("{SELECT} WHERE vhost = ? AND name = ?"),
+            [q.vhost.as_str().into(), q.name.as_str().into()],
+        ))
+        .await?;
+    row.as_ref().map(record_of).transpose()
+}
+
+/// Folds one event into a record as the projector would (for tests of the planner and
+/// the read model together).
+#[cfg(test)]
+pub(crate) fn fold_for_tests(q: &QueueRef, record: &mut Option<QueueRecord>, event: &Event, at: DateTime<Utc>) {
+    let at = crate::db::timestamp(at);
+    let applied = Applied {
+        seq: 0,
+        id: "",
+        at: &at,
+        actor: "guardian",
+        event,
+    };
+    Queues::fold(&(q.vhost.clone(), q.name.clone()), record, &applied);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Depth;
+    use crate::domain::event::{
+        QueueDeleteFailed, QueueDeleted, QueueDeletedByUser, QueueDeletionDecided, QueueWarned,
+    };
+
+    fn given(events: Vec<(&str, Event)>) -> QueueRecord {
+        let mut row = None;
+        let key = ("/".to_owned(), "queue/alice/jobs".to_owned());
+        for (i, (actor, e)) in events.iter().enumerate() {
+            let at = format!("2026-12-01T00:00:0{i}.000000Z");
+            let a = Applied {
+                seq: i as i64 + 1,
+                id: "x",
+                at: &at,
+                actor,
+                event: e,
+            };
+            Queues::fold(&key, &mut row, &a);
+        }
+        row.unwrap()
+    }
+
+    fn depth(messages: u64) -> Depth {
+        Depth::of(messages, 0)
+    }
+
+    fn warned(notified: bool) -> Event {
+        Event::QueueWarned(QueueWarned {
+            vhost: "/".into(),
+            name: "queue/alice/jobs".into(),
+            owner: Some("alice".into()),
+            depth: depth(2500),
+            warn_size: 2000,
+            del_size: 8000,
+            unbounded: false,
+            notified,
+        })
+    }
+
+    #[test]
+    fn a_warning_opens_an_excursion_and_only_an_emailed_one_moves_the_cool_down() {
+        let r = given(vec![("guardian", warned(false))]);
+        assert!(r.warned && !r.notified && r.last_warning_at.is_none());
+        assert_eq!((r.owner.as_deref(), r.last_messages), (Some("alice"), Some(2500)));
+        let r = given(vec![("guardian", warned(true))]);
+        assert_eq!(r.last_warning_at.as_deref(), Some("2026-12-01T00:00:00.000000Z"));
+    }
+
+    #[test]
+    fn a_decided_deletion_is_pending_until_done_or_abandoned() {
+        let decided = Event::QueueDeletionDecided(QueueDeletionDecided {
+            vhost: "/".into(),
+            name: "queue/alice/jobs".into(),
+            owner: Some("alice".into()),
+            depth: depth(9000),
+            del_size: 8000,
+        });
+        let failed = |gone| {
+            Event::QueueDeleteFailed(QueueDeleteFailed {
+                vhost: "/".into(),
+                name: "queue/alice/jobs".into(),
+                error: "500".into(),
+                gone,
+            })
+        };
+        let r = given(vec![("guardian", decided.clone()), ("guardian", failed(false))]);
+        assert!(r.delete_pending && r.delete_failed);
+        let r = given(vec![("guardian", decided.clone()), ("guardian", failed(true))]);
+        assert!(!r.delete_pending && !r.delete_failed);
+        let done = Event::QueueDeleted(QueueDeleted {
+            vhost: "/".into(),
+            name: "queue/alice/jobs".into(),
+            owner: Some("alice".into()),
+            depth: depth(9000),
+            del_size: 8000,
+            dry_run: false,
+        });
+        let r = given(vec![
+            ("guardian", warned(true)),
+            ("guardian", decided),
+            ("guardian", done),
+        ]);
+        assert!(r.deleted && !r.warned && !r.delete_pending);
+        assert_eq!(r.last_action.as_deref(), Some("deleted by the guardian"));
+    }
+
+    #[test]
+    fn a_person_deleting_is_named_with_the_longest_address() {
+        let email = format!("{}@{}.org", "a".repeat(64), "b".repeat(185));
+        let by = Event::QueueDeletedByUser(QueueDeletedByUser {
+            vhost: "/".into(),
+            name: "queue/alice/jobs".into(),
+            messages: Some(3),
+        });
+        let r = given(vec![(&format!("user:{email}"), by)]);
+        let action = r.last_action.unwrap();
+        assert_eq!(action, format!("deleted by {email}"));
+        assert!(action.chars().count() <= 400, "fits queues.last_action");
+    }
+}

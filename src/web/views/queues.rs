@@ -1,0 +1,318 @@
+//! The queues: the live table with gauges and sparklines, one queue's live numbers, and
+//! a queue's page (chart, bindings, consumers, policy, history).
+
+use maud::{Markup, html};
+
+use super::charts::{self, Bands, count};
+use super::layout::{self, Frame};
+use crate::app::queues::{ListPage, QueuePage, QueueView, RecordedEvent};
+use crate::domain::QueueStatus;
+
+/// Seconds between two refreshes of a live part (one guardian cycle by default).
+pub const REFRESH_SECS: u32 = 5;
+
+fn bands(v: &QueueView) -> Bands {
+    Bands {
+        warn: v.warn_size,
+        archive: v.archive_size,
+        delete: v.del_size,
+        unbounded: v.unbounded,
+    }
+}
+
+fn state_badge(v: &QueueView) -> Markup {
+    html! {
+        @match v.state {
+            QueueStatus::Warned => span.badge.warn { "over warning" },
+            QueueStatus::Deleting => span.badge.danger { "being deleted" },
+            QueueStatus::Unknown => span.badge.muted { "count unknown" },
+            QueueStatus::Reserved => span.badge.muted title="its owner is reserved: the guardian leaves it alone" { "not guarded (reserved)" },
+            QueueStatus::Normal => span.badge.ok { "normal" },
+        }
+        @if v.unbounded { " " span.badge.muted title="never deleted automatically" { "unbounded" } }
+        @if let Some(since) = &v.warned_since { br; small { "since " (layout::when(since)) } }
+    }
+}
+
+fn depth_text(v: &QueueView) -> Markup {
+    html! {
+        @match v.messages {
+            Some(m) => { strong { (count(m)) } " messages" },
+            None => "unknown",
+        }
+        br;
+        small.thresholds {
+            @if v.state == QueueStatus::Reserved {
+                "the guardian leaves this queue alone"
+            } @else {
+                "warn > " (count(v.warn_size))
+                @if let Some(a) = v.archive_size { " · archive > " (count(a)) }
+                @if v.unbounded { " · never deleted" } @else { " · delete > " (count(v.del_size)) }
+            }
+        }
+    }
+}
+
+fn gauge(v: &QueueView) -> Markup {
+    let label = format!(
+        "{} messages",
+        v.messages.map(|m| m.to_string()).unwrap_or_else(|| "unknown".into())
+    );
+    charts::gauge(v.messages, bands(v), &label)
+}
+
+fn consumers(v: &QueueView) -> String {
+    v.consumers.map(|c| c.to_string()).unwrap_or_else(|| "?".into())
+}
+
+fn ready_unacked(v: &QueueView) -> Markup {
+    html! { (v.ready.map(count).unwrap_or_default()) " / " (v.unacked.map(count).unwrap_or_default()) }
+}
+
+/// The live table: rows, pager, and what refreshes it. `query` is the filters' query
+/// string without the page; `with_page` adds a page to it.
+pub fn table(list: &ListPage, now: i64, query_with_page: &dyn Fn(usize) -> String) -> Markup {
+    html! {
+        div #queue-list hx-get=(format!("/queues/rows?{}", query_with_page(list.page))) hx-trigger="refresh" hx-swap="outerHTML"
+            data-refresh=(REFRESH_SECS) {
+            p.meta {
+                (list.total) " queues"
+                @if !list.observed_at.is_empty() { " · depths as of " (layout::when(&list.observed_at)) }
+                @else { " · the guardian has not read the broker yet" }
+            }
+            @if list.rows.is_empty() {
+                p { "No queues to show." }
+            } @else {
+                div.table-wrap {
+                    table.data.queues {
+                        thead { tr {
+                            th scope="col" { "Queue" }
+                            th scope="col" { "Depth" }
+                            th scope="col" { "Ready / unacked" }
+                            th scope="col" { "Consumers" }
+                            th scope="col" { "Last hour" }
+                            th scope="col" { "State" }
+                            th scope="col" { "Last guardian action" }
+                        } }
+                        tbody {
+                            @for v in &list.rows {
+                                @let q = v.queue();
+                                tr {
+                                    td {
+                                        a href=(q.path()) { (v.name) }
+                                        br; small { "vhost " code { (v.vhost) } @if let Some(o) = &v.owner { " · account " (o) } @else { " · no owner" } }
+                                    }
+                                    td.depth { (gauge(v)) br; (depth_text(v)) }
+                                    td { (ready_unacked(v)) }
+                                    td { (consumers(v)) }
+                                    td { (charts::sparkline(list.last_hour.get(&q).map(Vec::as_slice).unwrap_or(&[]), now - 3600, now, v.warn_size, "depth over the last hour")) }
+                                    td { (state_badge(v)) }
+                                    td { @if let Some(a) = &v.last_action { (a) @if let Some(at) = &v.last_action_at { br; small { (layout::when(at)) } } } @else { "none" } }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if list.pages > 1 {
+                    nav.pager aria-label="Pages" {
+                        @if list.page > 1 { a href=(format!("/queues?{}", query_with_page(list.page - 1))) rel="prev" { "← Previous" } }
+                        span { "Page " (list.page) " of " (list.pages) }
+                        @if list.page < list.pages { a href=(format!("/queues?{}", query_with_page(list.page + 1))) rel="next" { "Next →" } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The filters' current values.
+pub struct Filters<'a> {
+    pub q: &'a str,
+    pub vhost: &'a str,
+    pub owner: &'a str,
+    pub over: bool,
+    pub noowner: bool,
+    pub sort: &'a str,
+}
+
+pub fn index(
+    frame: &Frame,
+    list: &ListPage,
+    f: &Filters<'_>,
+    vhosts: &[String],
+    done: Option<&str>,
+    now: i64,
+    query_with_page: &dyn Fn(usize) -> String,
+) -> Markup {
+    layout::page(
+        frame,
+        "Queues",
+        html! {
+            h1 { @if list.all { "All queues" } @else { "Your queues" } }
+            @if let Some(d) = done { p.flash.ok role="status" { (d) } }
+            form.filters method="get" action="/queues" role="search" {
+                div.field { label for="f-q" { "Name contains" } input #f-q type="search" name="q" value=(f.q); }
+                div.field {
+                    label for="f-vhost" { "Vhost" }
+                    select #f-vhost name="vhost" {
+                        option value="" { "all" }
+                        @for v in vhosts { option value=(v) selected[f.vhost == v] { (v) } }
+                    }
+                }
+                @if list.all {
+                    div.field { label for="f-owner" { "Account" } input #f-owner type="text" name="owner" value=(f.owner); }
+                    div.field.check { label { input type="checkbox" name="noowner" checked[f.noowner]; " no owner" } }
+                }
+                div.field.check { label { input type="checkbox" name="over" checked[f.over]; " over warning" } }
+                div.field {
+                    label for="f-sort" { "Sort by" }
+                    select #f-sort name="sort" {
+                        option value="" selected[f.sort.is_empty()] { "name" }
+                        option value="depth" selected[f.sort == "depth"] { "depth" }
+                        option value="state" selected[f.sort == "state"] { "state" }
+                    }
+                }
+                button.btn type="submit" { "Show" }
+            }
+            (table(list, now, query_with_page))
+            p.hint { "Depths refresh every " (REFRESH_SECS) " seconds while this tab is visible." }
+        },
+    )
+}
+
+/// The queue's live numbers: gauge, counts, state.
+pub fn live(v: &QueueView) -> Markup {
+    html! {
+        section.card.live #queue-live hx-get=(format!("{}/live", v.queue().path())) hx-trigger="refresh" hx-swap="outerHTML"
+            data-refresh=(REFRESH_SECS) {
+            (gauge(v))
+            dl.facts {
+                dt { "Depth" } dd { (depth_text(v)) }
+                dt { "Ready / unacked" } dd { (ready_unacked(v)) }
+                dt { "Consumers" } dd { (consumers(v)) }
+                dt { "State" } dd { (state_badge(v)) }
+            }
+        }
+    }
+}
+
+/// The live part of a queue that is no longer on the broker.
+pub fn live_gone() -> Markup {
+    html! { section.card.live #queue-live { p.flash.error { "This queue is no longer on the broker." } } }
+}
+
+pub fn pretty(payload: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| payload.to_owned())
+}
+
+fn history(events: &[RecordedEvent]) -> Markup {
+    html! {
+        @if events.is_empty() { p { "Nothing recorded about this queue yet." } }
+        ol.history reversed {
+            @for e in events.iter().rev() {
+                li {
+                    (layout::when(&e.occurred_at)) " · " strong { (e.kind) } " by " (e.actor)
+                    details { summary { "details" } pre { (pretty(&e.payload)) } }
+                }
+            }
+        }
+    }
+}
+
+/// A queue's page. `policy_errors`: the policy form's errors (warn, delete).
+pub fn page(frame: &Frame, p: &QueuePage, now: i64, warn_error: Option<&str>, del_error: Option<&str>) -> Markup {
+    let q = &p.queue;
+    let rec = &p.record;
+    let since = now - 24 * 3600;
+    let bands = Bands {
+        warn: p.warn_size,
+        archive: p.archive_size,
+        delete: p.del_size,
+        unbounded: rec.unbounded,
+    };
+    layout::page(
+        frame,
+        &q.name,
+        html! {
+            p.breadcrumb { a href="/queues" { "Queues" } " / vhost " code { (q.vhost) } }
+            h1.queue-name { (q.name) }
+            @if p.reserved {
+                p.flash.ok role="status" { "This queue's account is reserved on this broker: the guardian leaves it alone (no warnings, no deletion)." }
+            }
+            @match &p.view {
+                Some(v) => {
+                    (live(v))
+                    section.card {
+                        h2 { "Depth over 24 hours" }
+                        (charts::depth_chart(&p.day, since, now, bands))
+                        p.hint { "Messages (ready + unacknowledged), sampled once a minute when the depth changes." }
+                    }
+                }
+                None => p.flash.error { "This queue is not on the broker now (it was deleted). Its history stays below." },
+            }
+            div.columns {
+                section.card {
+                    h2 { "Bindings" }
+                    @match &p.bindings {
+                        Some(Ok(list)) if list.is_empty() => p { "Only the default exchange." },
+                        Some(Ok(list)) => ul { @for b in list { li { code { (b.source) } " with key " code { (b.routing_key) } } } },
+                        Some(Err(e)) => p.flash.error { "Bindings are unavailable: " (e) },
+                        None => p { "—" },
+                    }
+                }
+                section.card {
+                    h2 { "Consumers" }
+                    @match &p.consumers {
+                        Some(Ok(list)) if list.is_empty() => p { "None." },
+                        Some(Ok(list)) => ul { @for cons in list { li { code { (cons.consumer_tag) } @if let Some(conn) = &cons.connection { " on " (conn) } } } },
+                        Some(Err(e)) => p.flash.error { "Consumers are unavailable: " (e) },
+                        None => p { "—" },
+                    }
+                }
+                section.card {
+                    h2 { "Policy" }
+                    dl.facts {
+                        @if p.reserved {
+                            dt { "Guardian" } dd { "leaves this queue alone (reserved account)" }
+                        } @else {
+                            dt { "Warning size" } dd { (count(p.warn_size)) @if rec.warn_size.is_some() { " (this queue's own)" } }
+                            @if let Some(a) = p.archive_size { dt { "Archive size" } dd { (count(a)) } }
+                            dt { "Deletion size" } dd {
+                                @if rec.unbounded { "never deleted (unbounded)" }
+                                @else { (count(p.del_size)) @if rec.del_size.is_some() { " (this queue's own)" } }
+                            }
+                        }
+                        dt { "Owner" } dd { @match q.owner_name() { Some(o) => { "account " (o) }, None => "none: deleted silently above the deletion size" } }
+                    }
+                    @if p.may_set_policy {
+                        form.stack method="post" action=(format!("{}/policy", q.path())) {
+                            (frame.csrf_field())
+                            div.field.check { label { input type="checkbox" name="unbounded" value="on" checked[rec.unbounded]; " Unbounded: never delete automatically" } }
+                            (layout::field("warn_size", "Own warning size (blank: the default)", "number", &rec.warn_size.map(|v| v.to_string()).unwrap_or_default(), warn_error, None))
+                            (layout::field("del_size", "Own deletion size (blank: the default)", "number", &rec.del_size.map(|v| v.to_string()).unwrap_or_default(), del_error, None))
+                            button.btn type="submit" { "Set policy" }
+                        }
+                    }
+                }
+            }
+            @if p.may_delete {
+                section.card.danger {
+                    h2 { "Delete this queue" }
+                    form.stack method="post" action=(format!("{}/delete", q.path()))
+                        hx-post=(format!("{}/delete", q.path())) hx-confirm=(format!("Delete the queue {} and all its messages?", q.name)) hx-target="body" hx-push-url="true" {
+                        (frame.csrf_field())
+                        div.field.check { label { input type="checkbox" name="confirm" value="yes" required; " I understand its messages are lost" } }
+                        button.btn.btn-danger type="submit" { "Delete queue" }
+                    }
+                }
+            }
+            section.card {
+                h2 { "History" }
+                (history(&p.history))
+            }
+        },
+    )
+}
