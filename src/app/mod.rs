@@ -181,3 +181,21 @@ pub fn fault_point(point: &str) {
         std::process::abort();
     }
 }
+
+/// Test-only pause: `PULSEGUARDIAN_PAUSE=<point>:<file>` holds the process at that point
+/// until the file exists (at most two minutes), so a test can act on the world while a
+/// guardian is half-way through its cycle.
+pub async fn pause_point(point: &str) {
+    let Ok(spec) = std::env::var("PULSEGUARDIAN_PAUSE") else {
+        return;
+    };
+    let Some((at, file)) = spec.split_once(':') else { return };
+    if at != point {
+        return;
+    }
+    tracing::warn!(point, file, "PULSEGUARDIAN_PAUSE: waiting here");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::path::Path::new(file).exists() && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

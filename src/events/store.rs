@@ -86,12 +86,7 @@ pub struct StoredEvent {
 impl StoredEvent {
     /// The payload as the current type of its kind (upcast if stored with an older schema).
     pub fn decode(&self) -> Result<Event, DecodeError> {
-        let payload = serde_json::from_str(&self.payload).map_err(|source| DecodeError::Payload {
-            kind: self.kind.clone(),
-            schema: self.schema,
-            source,
-        })?;
-        Event::decode(&self.kind, self.schema, payload)
+        Event::decode_stored(&self.kind, self.schema, &self.payload)
     }
 
     fn hashed(&self) -> Hashed<'_> {
@@ -110,21 +105,23 @@ impl StoredEvent {
         }
     }
 
+    /// A row selected with the columns of [`COLUMNS`], in that order (read by position:
+    /// a replay reads millions).
     pub fn from_row(row: &QueryResult) -> Result<Self, DbErr> {
         Ok(Self {
-            seq: row.try_get("", "seq")?,
-            id: row.try_get("", "id")?,
-            stream: row.try_get("", "stream")?,
-            version: row.try_get("", "version")?,
-            kind: row.try_get("", "kind")?,
-            schema: row.try_get("", "schema_version")?,
-            actor: row.try_get("", "actor")?,
-            correlation_id: row.try_get("", "correlation_id")?,
-            causation_id: row.try_get("", "causation_id")?,
-            occurred_at: row.try_get("", "occurred_at")?,
-            payload: row.try_get("", "payload")?,
-            prev_hash: row.try_get("", "prev_hash")?,
-            hash: row.try_get("", "hash")?,
+            seq: row.try_get_by_index(0)?,
+            id: row.try_get_by_index(1)?,
+            stream: row.try_get_by_index(2)?,
+            version: row.try_get_by_index(3)?,
+            kind: row.try_get_by_index(4)?,
+            schema: row.try_get_by_index(5)?,
+            actor: row.try_get_by_index(6)?,
+            correlation_id: row.try_get_by_index(7)?,
+            causation_id: row.try_get_by_index(8)?,
+            occurred_at: row.try_get_by_index(9)?,
+            payload: row.try_get_by_index(10)?,
+            prev_hash: row.try_get_by_index(11)?,
+            hash: row.try_get_by_index(12)?,
         })
     }
 }
@@ -153,7 +150,7 @@ impl crate::db::Transient for AppendError {
     }
 }
 
-const COLUMNS: &str = "seq, id, stream, version, kind, schema_version, actor, correlation_id, \
+pub const COLUMNS: &str = "seq, id, stream, version, kind, schema_version, actor, correlation_id, \
                        causation_id, occurred_at, payload, prev_hash, hash";
 
 /// The fixed-size key a stream is looked up by: SHA-256 of its name, hex. A stream name

@@ -323,7 +323,9 @@ impl Guardian {
                 &policy,
                 now,
             );
-            batch.extend(self.events(&queue.stream(), p.record));
+            if !p.record.is_empty() {
+                batch.extend(self.events(&queue.stream(), p.record));
+            }
             deletions.extend(p.delete);
         };
         let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(observed.len());
@@ -349,6 +351,7 @@ impl Guardian {
         };
         self.record(epoch, batch).await?;
         crate::app::fault_point("after-decisions");
+        crate::app::pause_point("after-decisions").await;
 
         let mut outcomes = Vec::new();
         for d in deletions {

@@ -16,6 +16,8 @@ pub struct Received {
     pub subject: String,
     pub body: String,
     pub message_id: String,
+    /// The header section as received.
+    pub headers: String,
 }
 
 /// Every message received so far with `addr` among its envelope recipients, oldest first.
@@ -50,6 +52,8 @@ pub fn to(addr: &str) -> Vec<Received> {
             continue;
         }
         let Ok(raw) = std::fs::read(&eml) else { continue };
+        let text = String::from_utf8_lossy(&raw);
+        let headers = text.split("\r\n\r\n").next().unwrap_or_default().to_owned();
         let Some(msg) = mail_parser::MessageParser::default().parse(&raw) else {
             continue;
         };
@@ -58,6 +62,7 @@ pub fn to(addr: &str) -> Vec<Received> {
             subject: msg.subject().unwrap_or_default().to_owned(),
             body: msg.body_text(0).map(|b| b.into_owned()).unwrap_or_default(),
             message_id: msg.message_id().unwrap_or_default().to_owned(),
+            headers,
         });
     }
     out

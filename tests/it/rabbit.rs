@@ -18,7 +18,24 @@ pub struct TestVhost {
 
 impl TestVhost {
     pub async fn new() -> TestVhost {
-        let name = format!("pgtest-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        Self::named(format!("pgtest-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])).await
+    }
+
+    /// A vhost of its own as hostile as RabbitMQ allows: 255 bytes with a space, `%`,
+    /// `/`, `#`, an emoji and accents.
+    pub async fn hostile() -> TestVhost {
+        let mut name = format!("pgtest-{} %/#😀 ", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        while name.len() + 'é'.len_utf8() <= 255 {
+            name.push('é');
+        }
+        while name.len() < 255 {
+            name.push('x');
+        }
+        assert_eq!(name.len(), 255);
+        Self::named(name).await
+    }
+
+    pub async fn named(name: String) -> TestVhost {
         let http = reqwest::Client::new();
         let v = encode_segment(&name);
         let r = http
