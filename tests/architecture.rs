@@ -102,8 +102,8 @@ fn uses(s: &Source) -> BTreeSet<String> {
         let after = &rest[rest
             .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
             .unwrap_or(rest.len())..];
-        if after.starts_with('{') {
-            let group: String = after[1..].chars().take_while(|c| *c != '}').collect();
+        if let Some(group) = after.strip_prefix('{') {
+            let group: String = group.chars().take_while(|c| *c != '}').collect();
             for member in group.split(',').map(str::trim).filter(|m| !m.is_empty()) {
                 let member = member.split_whitespace().next().unwrap_or(member);
                 if member == "self" {
