@@ -548,4 +548,66 @@ mod tests {
             );
         }
     }
+
+    /// Any value of any variable: the configuration either parses, and then keeps its
+    /// promises, or names the variable it refused; it never panics.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const VARS: &[&str] = &[
+            "DATABASE_URL",
+            "BIND",
+            "PUBLIC_URL",
+            "SECRET_KEY",
+            "RABBIT_MANAGEMENT_URL",
+            "RABBIT_AMQP_URL",
+            "RABBIT_VHOSTS",
+            "WARN_QUEUE_SIZE",
+            "ARCHIVE_QUEUE_SIZE",
+            "MAX_ARCHIVE_SIZE",
+            "DEL_QUEUE_SIZE",
+            "GUARDIAN_SCHEDULE",
+            "GUARDIAN_DRY_RUN",
+            "RESERVED_USERS_REGEX",
+            "SMTP_URL",
+            "EMAIL_FROM",
+            "OIDC_ISSUER",
+            "ADMIN_EMAILS",
+            "LOG_FORMAT",
+            "TRUSTED_PROXIES",
+        ];
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,30}",
+                "[0-9_]{1,25}",
+                "-?[0-9]{1,21}",
+                Just("18446744073709551616".to_owned()),
+                Just(",./,..".to_owned()),
+                Just("mysql://u:p@h:1/db".to_owned()),
+                Just("*/5 * * * * *".to_owned()),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn parses_or_names_the_variable(values in proptest::collection::vec((0..VARS.len(), value()), 0..6)) {
+                let map: HashMap<String, String> = values.iter().map(|(i, v)| (VARS[*i].to_owned(), v.clone())).collect();
+                match Config::from_lookup(|k| map.get(k).cloned()) {
+                    Ok(c) => {
+                        prop_assert!(c.warn_queue_size < c.del_queue_size);
+                        prop_assert!(c.del_queue_size <= crate::domain::MAX_SIZE);
+                        if let Some(a) = c.archive_queue_size {
+                            prop_assert!(c.warn_queue_size < a && a < c.del_queue_size);
+                        }
+                        prop_assert!(!c.rabbit_vhosts.is_empty());
+                        prop_assert!(c.rabbit_vhosts.iter().all(|v| v != "." && v != ".." && !v.is_empty()));
+                        prop_assert!(c.rabbit_management_url.path().ends_with("/api/"));
+                    }
+                    Err(e) => prop_assert!(VARS.contains(&e.var) || e.var == "OIDC_CLIENT_ID", "{e}"),
+                }
+            }
+        }
+    }
 }

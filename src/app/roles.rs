@@ -56,20 +56,31 @@ pub async fn apply_configured(ctx: &Context, email: &EmailAddress) -> Result<(),
     Ok(())
 }
 
+/// Decides on the roles as they are and appends at that version. Another change in
+/// between is a conflict; the decision is then made again on the newer roles (a grant
+/// already made is "already so", a revocation of one of the last two admins is refused),
+/// a few times before giving up.
 async fn record(
     ctx: &Context,
     actor: &Actor,
-    decide: impl FnOnce(&Roles) -> Result<Option<crate::domain::event::Event>, rules::RoleRefused>,
+    decide: impl Fn(&Roles) -> Result<Option<crate::domain::event::Event>, rules::RoleRefused>,
 ) -> Result<Change, AppError> {
-    let state = roles(ctx).await?;
-    let Some(event) = decide(&state)? else {
-        return Ok(Change::AlreadySo);
-    };
-    ctx.record(vec![
-        NewEvent::new(ROLES_STREAM, event, actor).at_version(state.version),
-    ])
-    .await?;
-    Ok(Change::Changed)
+    let mut attempts = 0;
+    loop {
+        let state = roles(ctx).await?;
+        let Some(event) = decide(&state)? else {
+            return Ok(Change::AlreadySo);
+        };
+        let appended = ctx
+            .record(vec![
+                NewEvent::new(ROLES_STREAM, event, actor).at_version(state.version),
+            ])
+            .await;
+        match appended {
+            Err(e) if e.is_conflict() && attempts < 8 => attempts += 1,
+            other => return other.map(|_| Change::Changed).map_err(AppError::from),
+        }
+    }
 }
 
 /// Everybody PulseGuardian knows, for those who may see people.

@@ -10,6 +10,7 @@ mod support;
 mod accounts;
 mod api;
 mod cli;
+mod contention;
 mod dashboard;
 mod edges;
 mod event_log;
