@@ -266,7 +266,7 @@ pub async fn replay(ctx: &Context, mut progress: impl FnMut(u64)) -> anyhow::Res
     let result = async {
         projections::reset(&ctx.db).await?;
         loop {
-            let applied = projections::step(&ctx.db, projections::BATCH).await?;
+            let applied = projections::step(&ctx.db, projections::REPLAY_BATCH).await?;
             if applied == 0 {
                 break;
             }

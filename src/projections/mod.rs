@@ -33,6 +33,10 @@ pub const CHECKPOINT: &str = "read_models";
 /// Events applied per transaction.
 pub const BATCH: u64 = 1000;
 
+/// Events applied per transaction by a replay: larger batches, fewer commits (a commit is
+/// a disk flush on MySQL), still a bounded amount of memory.
+pub const REPLAY_BATCH: u64 = 5000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
     #[error("database: {0}")]
