@@ -362,3 +362,21 @@ pub async fn reconcile(ctx: &Context, fence: &dyn Fence, grace: chrono::Duration
     }
     Ok(done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_person_causes_at_most_forty_owner_emails_an_hour() {
+        let limits = OwnerEmails::default();
+        let ann = Actor::User(crate::domain::EmailAddress::parse("ann@x.org").unwrap());
+        let bob = Actor::User(crate::domain::EmailAddress::parse("bob@x.org").unwrap());
+        assert!(limits.allow(&ann, 20).is_ok());
+        assert!(limits.allow(&ann, 20).is_ok());
+        let refused = limits.allow(&ann, 1).unwrap_err();
+        assert!(refused.to_string().contains("too many owners recently"), "{refused}");
+        assert!(limits.allow(&bob, 20).is_ok(), "per person");
+        assert!(limits.allow(&ann, 0).is_ok(), "no email, no limit");
+    }
+}

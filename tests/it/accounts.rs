@@ -602,6 +602,122 @@ async fn a_rabbitmq_failure_midway_leaves_no_half_made_account() {
     assert_eq!(done, Default::default());
 }
 
+/// The real management API, except that removing a user fails: the one case RabbitMQ
+/// cannot be asked to produce for a single test (a clean-up that fails after a creation
+/// that failed half-way).
+struct UndeletableUsers(pulseguardian::rabbit::ManagementClient);
+
+#[async_trait::async_trait]
+impl pulseguardian::rabbit::Broker for UndeletableUsers {
+    async fn queue_depths(
+        &self,
+        vhost: &str,
+    ) -> Result<Vec<pulseguardian::rabbit::QueueDepth>, pulseguardian::rabbit::BrokerError> {
+        self.0.queue_depths(vhost).await
+    }
+    async fn queue(
+        &self,
+        vhost: &str,
+        queue: &str,
+    ) -> Result<Option<pulseguardian::rabbit::QueueDepth>, pulseguardian::rabbit::BrokerError> {
+        self.0.queue(vhost, queue).await
+    }
+    async fn consumers(
+        &self,
+        vhost: &str,
+    ) -> Result<Vec<pulseguardian::rabbit::Consumer>, pulseguardian::rabbit::BrokerError> {
+        self.0.consumers(vhost).await
+    }
+    async fn queue_bindings(
+        &self,
+        vhost: &str,
+        queue: &str,
+    ) -> Result<Vec<pulseguardian::rabbit::Binding>, pulseguardian::rabbit::BrokerError> {
+        self.0.queue_bindings(vhost, queue).await
+    }
+    async fn delete_queue(
+        &self,
+        vhost: &str,
+        queue: &str,
+    ) -> Result<pulseguardian::rabbit::Deleted, pulseguardian::rabbit::BrokerError> {
+        self.0.delete_queue(vhost, queue).await
+    }
+    async fn user_exists(&self, name: &str) -> Result<bool, pulseguardian::rabbit::BrokerError> {
+        self.0.user_exists(name).await
+    }
+    async fn user_tags(&self, name: &str) -> Result<Option<String>, pulseguardian::rabbit::BrokerError> {
+        self.0.user_tags(name).await
+    }
+    async fn put_user(&self, name: &str, password: &str, tags: &str) -> Result<(), pulseguardian::rabbit::BrokerError> {
+        self.0.put_user(name, password, tags).await
+    }
+    async fn delete_user(
+        &self,
+        _name: &str,
+    ) -> Result<pulseguardian::rabbit::Deleted, pulseguardian::rabbit::BrokerError> {
+        Err(pulseguardian::rabbit::BrokerError::Unreachable(
+            "cut for this test".into(),
+        ))
+    }
+    async fn set_permissions(
+        &self,
+        vhost: &str,
+        user: &str,
+        p: &pulseguardian::rabbit::Permissions,
+    ) -> Result<(), pulseguardian::rabbit::BrokerError> {
+        self.0.set_permissions(vhost, user, p).await
+    }
+}
+
+#[tokio::test]
+async fn a_user_a_failed_creation_could_not_remove_is_removed_by_reconciliation() {
+    let missing = format!("pgtest-missing-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let vhost = crate::rabbit::TestVhost::new().await;
+    let vhosts = format!("{},{missing}", vhost.name);
+    let site = Site::start(Backend::MySql, &[("RABBIT_VHOSTS", vhosts.as_str())]).await;
+    let email = mailbox::address("orphan");
+    site.person(&email).await;
+    let who = pulseguardian::app::principal(site.app(), &email)
+        .await
+        .unwrap()
+        .unwrap();
+    let name = site.name("orphan");
+    let mut cut = site.app().clone();
+    cut.broker = std::sync::Arc::new(UndeletableUsers(pulseguardian::rabbit::ManagementClient::from_config(
+        &cut.config,
+    )));
+    let form = pulseguardian::app::accounts::NewAccountForm {
+        name: &name,
+        password: PASSWORD,
+        confirm: None,
+        owners: &email,
+    };
+    let err = pulseguardian::app::accounts::create(&cut, &who, form)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("RabbitMQ refused"), "{err}");
+    assert!(users::exists(&name).await, "the user is still in RabbitMQ");
+    let failed = site.events_of("AccountCreationFailed").await;
+    assert!(
+        failed[0].payload.contains("\"user_removed\":false"),
+        "{}",
+        failed[0].payload
+    );
+    assert_eq!(
+        account_row(&site, &name).await.as_deref(),
+        Some("deleting"),
+        "the name stays taken meanwhile"
+    );
+
+    // Reconciliation, with the real broker, removes it.
+    let done = pulseguardian::app::accounts::reconcile(site.app(), &crate::support::Held, chrono::Duration::zero())
+        .await
+        .unwrap();
+    assert_eq!(done.deleted, vec![name.clone()]);
+    assert!(!users::exists(&name).await, "nobody's user is left behind");
+    assert_eq!(account_row(&site, &name).await, None);
+}
+
 fn cli_env<'a>(site: &'a Site, fault: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("DATABASE_URL", site.t.db.url.as_str()),

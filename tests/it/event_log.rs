@@ -43,6 +43,8 @@ on_both!(
     events_cannot_be_updated_or_deleted,
     tampering_is_found_at_its_seq,
     old_schema_events_are_upcast_on_read,
+    verifying_a_live_log_never_reports_tampering,
+    a_rewritten_tail_with_an_adjusted_head_is_found_by_an_anchor,
 );
 
 async fn appends_number_versions_and_chain(backend: Backend) {
@@ -351,4 +353,125 @@ async fn old_schema_events_are_upcast_on_read(backend: Backend) {
     // Appends continue the chain after the old event.
     store::append(db, vec![token_event("s", 1)]).await.unwrap();
     assert_eq!(store::verify(db, &[]).await.unwrap().first_bad, None);
+}
+
+async fn verifying_a_live_log_never_reports_tampering(backend: Backend) {
+    let t = TestApp::new(backend).await;
+    for n in 0..50 {
+        store::append(&t.app.db, vec![token_event("s", n)]).await.unwrap();
+    }
+    let db = t.app.db.clone();
+    let writer = tokio::spawn(async move {
+        for n in 50..400 {
+            store::append(&db, vec![token_event("s", n), token_event("t", n)])
+                .await
+                .unwrap();
+        }
+    });
+    let mut checks = 0;
+    while !writer.is_finished() {
+        let v = store::verify(&t.app.db, &[]).await.unwrap();
+        assert_eq!(v.first_bad, None, "a false alarm while appends go on: {v:?}");
+        assert_eq!(v.intact, v.head_seq);
+        checks += 1;
+    }
+    writer.await.unwrap();
+    assert!(checks > 1, "verified during the appends");
+    assert_eq!(store::verify(&t.app.db, &[]).await.unwrap().head_seq, 750);
+}
+
+async fn a_rewritten_tail_with_an_adjusted_head_is_found_by_an_anchor(backend: Backend) {
+    let t = TestApp::new(backend).await;
+    let db = &t.app.db;
+    for n in 0..6 {
+        store::append(db, vec![token_event("s", n)]).await.unwrap();
+    }
+    // An anchor taken from outside the database (a log line, an export's head).
+    let anchor = store::head(db).await.unwrap();
+    assert_eq!(anchor.seq, 6);
+    // Someone with write access removes the triggers and rewrites the last events with
+    // a consistent chain, adjusting the head.
+    db.execute_unprepared("DROP TRIGGER events_no_update").await.unwrap();
+    db.execute_unprepared("DROP TRIGGER events_no_delete").await.unwrap();
+    db.execute_unprepared("DELETE FROM events WHERE seq >= 5")
+        .await
+        .unwrap();
+    let prev = store::read_after(db, 3, 1).await.unwrap().remove(0);
+    let forged_at = db::now();
+    let payload = r#"{"token_id":"x","email":"mallory@example.com","label":"forged","token_hash":"00"}"#;
+    let row = Hashed {
+        seq: 5,
+        id: "0190c0de-0000-7000-8000-000000000005",
+        stream: "s",
+        version: 5,
+        kind: "ApiTokenCreated",
+        schema: 1,
+        actor: "cli",
+        correlation_id: None,
+        causation_id: None,
+        occurred_at: &forged_at,
+        payload,
+    };
+    let h = hash::chain(&prev.hash, &row);
+    db.execute_raw(db::stmt(
+        db.get_database_backend(),
+        "INSERT INTO events (seq, id, stream, stream_key, version, kind, schema_version, actor, occurred_at, payload, \
+         prev_hash, hash) VALUES (5, ?, 's', ?, 5, 'ApiTokenCreated', 1, 'cli', ?, ?, ?, ?)",
+        [
+            row.id.into(),
+            store::stream_key("s").into(),
+            forged_at.clone().into(),
+            payload.into(),
+            prev.hash.clone().into(),
+            h.clone().into(),
+        ],
+    ))
+    .await
+    .unwrap();
+    db.execute_raw(db::stmt(
+        db.get_database_backend(),
+        "UPDATE event_head SET seq = 5, hash = ? WHERE id = 1",
+        [h.into()],
+    ))
+    .await
+    .unwrap();
+    // Consistent on its own...
+    assert_eq!(store::verify(db, &[]).await.unwrap().first_bad, None);
+    // ...but not with the anchor: the log ends before it.
+    let v = store::verify(db, std::slice::from_ref(&anchor)).await.unwrap();
+    assert_eq!(v.first_bad.as_ref().map(|b| b.0), Some(6), "{v:?}");
+    // An anchor at a rewritten position is found there.
+    let mut at5 = anchor.clone();
+    at5.seq = 5;
+    at5.hash = hex::encode([7u8; 32]);
+    let v = store::verify(db, &[at5]).await.unwrap();
+    assert_eq!(v.first_bad.map(|b| b.0), Some(5));
+    // And the command line says so, with the anchor as it prints it.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = crate::support::run_binary(
+        &["audit", "verify", "--anchor", &anchor.to_string()],
+        &[("DATABASE_URL", &t.db.url)],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("first bad seq 6"), "{out}");
+}
+
+#[tokio::test]
+async fn insert_or_replace_cannot_overwrite_an_event_on_sqlite() {
+    let t = TestApp::new(Backend::Sqlite).await;
+    store::append(&t.app.db, vec![token_event("s", 0)]).await.unwrap();
+    let replaced = t
+        .app
+        .db
+        .execute_unprepared(
+            "INSERT OR REPLACE INTO events (seq, id, stream, stream_key, version, kind, schema_version, actor, \
+             occurred_at, payload, prev_hash, hash) SELECT seq, id, stream, stream_key, version, kind, schema_version, \
+             'mallory', occurred_at, payload, prev_hash, hash FROM events WHERE seq = 1",
+        )
+        .await;
+    assert!(replaced.is_err(), "the replacement was refused");
+    let e = store::read_after(&t.app.db, 0, 1).await.unwrap().remove(0);
+    assert_eq!(e.actor, "cli");
+    assert_eq!(store::verify(&t.app.db, &[]).await.unwrap().first_bad, None);
 }
