@@ -29,7 +29,7 @@ services *NAMES:
 
 # Benchmarks (release build). FILTER picks some: append, replay, guardian, web.
 bench FILTER="":
-    scripts/services mariadb rabbitmq
+    scripts/services mariadb rabbitmq wrk
     cargo bench --bench event_log --bench guardian --bench web -- {{FILTER}}
 
 fmt:

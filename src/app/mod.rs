@@ -39,6 +39,7 @@ pub struct Context {
     pub mailer: Mailer,
     pub chain: audit::ChainStatus,
     pub snapshots: SnapshotCache,
+    pub records: crate::projections::queues::RecordsCache,
     pub signin: Arc<signin::SignInState>,
     pub owner_emails: Arc<accounts::OwnerEmails>,
 }
@@ -69,6 +70,7 @@ impl Context {
             mailer: Mailer::from_config(&config),
             chain: audit::ChainStatus::default(),
             snapshots: SnapshotCache::default(),
+            records: Default::default(),
             signin: Arc::default(),
             owner_emails: Arc::default(),
             config: Arc::new(config),

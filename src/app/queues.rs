@@ -90,14 +90,14 @@ fn seen_view(ctx: &Context, s: &Seen, rec: Option<&QueueRecord>) -> QueueView {
 /// without building a view of every queue.
 struct Listing {
     snapshot: Arc<Snapshot>,
-    records: Records,
+    records: Arc<Records>,
 }
 
 impl Listing {
     async fn load(ctx: &Context) -> Result<Listing, AppError> {
         Ok(Listing {
             snapshot: ctx.snapshots.latest(&ctx.db).await?,
-            records: crate::projections::queues::all(&ctx.db).await?,
+            records: ctx.records.get(&ctx.db).await?,
         })
     }
 

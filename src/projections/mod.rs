@@ -374,6 +374,26 @@ pub(crate) async fn select_keys(
     Ok(out)
 }
 
+/// The rows of a table keyed by one text column `key`, each read with `row_of`.
+pub(crate) async fn load_by_text<R>(
+    txn: &impl ConnectionTrait,
+    table: &str,
+    key: &str,
+    cols: &[&str],
+    keys: &[String],
+    row_of: impl Fn(&QueryResult) -> Result<R, DbErr>,
+) -> Result<HashMap<String, R>, DbErr> {
+    let rows = select_keys(
+        txn,
+        table,
+        &[key],
+        cols,
+        keys.iter().map(|k| vec![k.as_str().into()]).collect(),
+    )
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get("", key)?, row_of(r)?))).collect()
+}
+
 /// Deletes the rows of `table` whose `key` columns have these values.
 pub(crate) async fn delete_keys(
     txn: &impl ConnectionTrait,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sea_orm::sea_query::{Alias, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
-use super::{Applied, Model, select_keys, stmt, upsert};
+use super::{Applied, Model, load_by_text, stmt, upsert};
 use crate::domain::event::Event;
 
 /// Where an email is in its life.
@@ -118,20 +118,7 @@ impl Model for Outbox {
     }
 
     async fn load(txn: &DatabaseTransaction, keys: &[String]) -> Result<HashMap<String, OutboxRow>, DbErr> {
-        let rows = select_keys(
-            txn,
-            TABLE,
-            &["id"],
-            &COLS,
-            keys.iter().map(|k| vec![k.as_str().into()]).collect(),
-        )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let row = row_of(r)?;
-                Ok((row.id.clone(), row))
-            })
-            .collect()
+        load_by_text(txn, TABLE, "id", &COLS, keys, row_of).await
     }
 
     async fn store(

@@ -304,6 +304,30 @@ pub async fn all(db: &impl ConnectionTrait) -> Result<Records, DbErr> {
     Ok(out)
 }
 
+/// Every record, read once per change of the read models and shared by the pages (an
+/// admin's dashboard over 10,000 queues would otherwise read them all per refresh). The
+/// records change only with the projector's checkpoint, which moves in the same
+/// transaction: one small read tells whether the cached ones are current.
+#[derive(Clone, Default)]
+pub struct RecordsCache(std::sync::Arc<std::sync::Mutex<Option<(i64, std::sync::Arc<Records>)>>>);
+
+impl RecordsCache {
+    pub async fn get(&self, db: &impl ConnectionTrait) -> Result<std::sync::Arc<Records>, DbErr> {
+        let at = super::checkpoint(db).await?;
+        if let Ok(guard) = self.0.lock()
+            && let Some((cached_at, records)) = guard.as_ref()
+            && *cached_at == at
+        {
+            return Ok(records.clone());
+        }
+        let records = std::sync::Arc::new(all(db).await?);
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some((at, records.clone()));
+        }
+        Ok(records)
+    }
+}
+
 /// The record of one queue.
 pub async fn one(db: &impl ConnectionTrait, q: &QueueRef) -> Result<Option<QueueRecord>, DbErr> {
     let row = db

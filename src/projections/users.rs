@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
-use super::{Applied, Model, select_keys, stmt, upsert};
+use super::{Applied, Model, load_by_text, stmt, upsert};
 use crate::domain::event::Event;
 
 /// One person's row.
@@ -77,28 +77,16 @@ impl Model for Users {
     }
 
     async fn load(txn: &DatabaseTransaction, keys: &[String]) -> Result<HashMap<String, UserRow>, DbErr> {
-        let rows = select_keys(
-            txn,
-            TABLE,
-            &["email"],
-            &COLS,
-            keys.iter().map(|k| vec![k.as_str().into()]).collect(),
-        )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("", "email")?,
-                    UserRow {
-                        email_verified: r.try_get("", "email_verified")?,
-                        is_admin: r.try_get("", "is_admin")?,
-                        is_auditor: r.try_get("", "is_auditor")?,
-                        created_at: r.try_get("", "created_at")?,
-                        last_sign_in_at: r.try_get("", "last_sign_in_at")?,
-                    },
-                ))
+        load_by_text(txn, TABLE, "email", &COLS, keys, |r| {
+            Ok(UserRow {
+                email_verified: r.try_get("", "email_verified")?,
+                is_admin: r.try_get("", "is_admin")?,
+                is_auditor: r.try_get("", "is_auditor")?,
+                created_at: r.try_get("", "created_at")?,
+                last_sign_in_at: r.try_get("", "last_sign_in_at")?,
             })
-            .collect()
+        })
+        .await
     }
 
     async fn store(
