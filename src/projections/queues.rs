@@ -309,7 +309,10 @@ pub async fn all(db: &impl ConnectionTrait) -> Result<Records, DbErr> {
 /// records change only with the projector's checkpoint, which moves in the same
 /// transaction: one small read tells whether the cached ones are current.
 #[derive(Clone, Default)]
-pub struct RecordsCache(std::sync::Arc<std::sync::Mutex<Option<(i64, std::sync::Arc<Records>)>>>);
+pub struct RecordsCache(std::sync::Arc<std::sync::Mutex<Option<CachedRecords>>>);
+
+/// The records and the checkpoint they were read at.
+type CachedRecords = (i64, std::sync::Arc<Records>);
 
 impl RecordsCache {
     pub async fn get(&self, db: &impl ConnectionTrait) -> Result<std::sync::Arc<Records>, DbErr> {
