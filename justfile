@@ -15,7 +15,7 @@ test:
     scripts/services
     scripts/check-assets
     cargo test --workspace --lib --bins --tests --no-fail-fast
-    cargo build --bin pulseguardian
+    # The integration tests built target/debug/pulseguardian; the browser tests use it.
     e2e/run
 
 # Only the browser tests (the services must be up: `just services`).
