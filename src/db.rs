@@ -160,11 +160,17 @@ pub async fn session_key(
         .encrypt(chacha20poly1305::Nonce::from_slice(&nonce), fresh.as_slice())
         .map_err(|_| DbErr::Custom("cannot seal the session key".into()))?;
     let value = hex::encode([nonce.as_slice(), &sealed].concat());
-    let insert = match backend {
-        DbBackend::MySql => "INSERT IGNORE INTO settings (name, value) VALUES ('session_key', ?)",
-        _ => "INSERT OR IGNORE INTO settings (name, value) VALUES ('session_key', ?)",
-    };
-    db.execute_raw(stmt(backend, insert, [value.into()])).await?;
+    {
+        use sea_orm::sea_query::{Alias, OnConflict, Query};
+        let name = || Alias::new("name");
+        let insert = Query::insert()
+            .into_table(Alias::new("settings"))
+            .columns([name(), Alias::new("value")])
+            .values_panic(["session_key".into(), value.into()])
+            .on_conflict(OnConflict::column(name()).do_nothing_on([name()]).to_owned())
+            .to_owned();
+        db.execute(&insert).await?;
+    }
     db.execute_unprepared("DELETE FROM settings WHERE name = 'secret_key'")
         .await?;
     // Another process may have won the race: use whichever key was kept.
