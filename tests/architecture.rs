@@ -169,6 +169,8 @@ fn only_the_read_side_reads_or_writes_read_model_sql() {
         "projection_failures",
         "samples",
         "latest_observation",
+        "archives",
+        "archive_segments",
     ];
     let verbs = ["FROM", "JOIN", "INTO", "UPDATE", "TABLE"];
     for s in sources() {

@@ -15,6 +15,7 @@ mod m0005_observation_digest;
 mod m0006_exact_names;
 mod m0007_append_only;
 mod m0008_fencing;
+mod m0009_archives;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_exact_names::Migration),
             Box::new(m0007_append_only::Migration),
             Box::new(m0008_fencing::Migration),
+            Box::new(m0009_archives::Migration),
         ]
     }
 }
@@ -42,6 +44,8 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "api_tokens",
     "users",
     "queues",
+    "archives",
+    "archive_segments",
     "outbox",
     "broker_status",
     "projection_failures",

@@ -105,6 +105,8 @@ impl Context {
             del_size: c.del_queue_size,
             dry_run: c.guardian_dry_run,
             warn_cooldown: chrono::Duration::hours(1),
+            archive_size: c.archive_queue_size,
+            max_archive: c.max_archive_size,
         }
     }
 

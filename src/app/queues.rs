@@ -71,7 +71,7 @@ fn view(
         ready: depth.map(|d| d.ready),
         unacked: depth.map(|d| d.unacked),
         consumers,
-        state: QueueStatus::of(rec.delete_pending, rec.warned, depth.is_some(), reserved),
+        state: QueueStatus::of(rec.delete_pending, rec.archiving, rec.warned, depth.is_some(), reserved),
         warned_since: rec.warned.then_some(rec.warned_at).flatten(),
         unbounded: rec.unbounded,
         warn_size: rec.warn_size.unwrap_or(c.warn_queue_size),
@@ -366,6 +366,9 @@ pub struct PolicyForm<'a> {
     pub unbounded: bool,
     pub warn_size: &'a str,
     pub del_size: &'a str,
+    pub archive_off: bool,
+    pub archive_size: &'a str,
+    pub archive_when_idle: bool,
 }
 
 /// Sets a queue's policy (admins): unbounded, and its own warning and deletion sizes.
@@ -383,7 +386,11 @@ pub async fn set_policy(ctx: &Context, who: &Principal, q: &QueueRef, form: Poli
         }
     };
     let (warn, del) = (parse("warn_size", form.warn_size), parse("del_size", form.del_size));
-    let errors: Vec<_> = [&warn, &del].into_iter().filter_map(|r| r.clone().err()).collect();
+    let archive = parse("archive_size", form.archive_size);
+    let errors: Vec<_> = [&warn, &del, &archive]
+        .into_iter()
+        .filter_map(|r| r.clone().err())
+        .collect();
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
@@ -391,16 +398,27 @@ pub async fn set_policy(ctx: &Context, who: &Principal, q: &QueueRef, form: Poli
         unbounded: form.unbounded,
         warn_size: warn.ok().flatten(),
         del_size: del.ok().flatten(),
+        archive_off: form.archive_off,
+        archive_size: archive.ok().flatten(),
+        archive_when_idle: form.archive_when_idle,
     };
-    ctx.policy()
-        .check(&overrides)
-        .map_err(|why| AppError::field("warn_size", why))?;
+    ctx.policy().check(&overrides).map_err(|why| {
+        let field = if why.starts_with("the archive size") {
+            "archive_size"
+        } else {
+            "warn_size"
+        };
+        AppError::field(field, why)
+    })?;
     let e = Event::QueuePolicySet(QueuePolicySet {
         vhost: q.vhost.clone(),
         name: q.name.clone(),
         unbounded: overrides.unbounded,
         warn_size: overrides.warn_size,
         del_size: overrides.del_size,
+        archive_off: overrides.archive_off,
+        archive_size: overrides.archive_size,
+        archive_when_idle: overrides.archive_when_idle,
     });
     ctx.record(vec![NewEvent::new(q.stream(), e, who.actor())]).await?;
     Ok(())

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::archive::{PurgeReason, StopReason};
 pub use super::queue::Depth;
 
 macro_rules! events {
@@ -63,16 +64,17 @@ events! {
     AccountDeletionStarted = 1,
     AccountDeleted = 1,
     QueueDeletedByUser = 1,
-    QueuePolicySet = 1,
+    QueuePolicySet = 2,
     QueueWarned = 1,
     QueueRecovered = 1,
     QueueDeletionDecided = 1,
     QueueDeleted = 1,
     QueueDeleteFailed = 1,
-    ArchiveStarted = 1,
-    MessagesArchived = 1,
-    ArchiveStopped = 1,
-    ArchiveRepublished = 1,
+    ArchiveStarted = 2,
+    MessagesArchived = 2,
+    ArchiveStopped = 2,
+    ArchiveRepublished = 2,
+    ArchivePurged = 1,
     BrokerUnreachable = 1,
     BrokerRecovered = 1,
     EmailQueued = 1,
@@ -208,6 +210,12 @@ pub struct QueuePolicySet {
     pub unbounded: bool,
     pub warn_size: Option<u64>,
     pub del_size: Option<u64>,
+    /// Never archive this queue.
+    pub archive_off: bool,
+    /// Archive above this many messages instead of `ARCHIVE_QUEUE_SIZE`.
+    pub archive_size: Option<u64>,
+    /// Archive only while nobody else consumes the queue.
+    pub archive_when_idle: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,36 +272,77 @@ pub struct QueueDeleteFailed {
     pub gone: bool,
 }
 
+/// The guardian began taking a queue's oldest messages into its archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArchiveStarted {
     pub vhost: String,
     pub name: String,
+    pub owner: Option<String>,
     pub depth: Depth,
     pub archive_size: u64,
+    /// The most messages this excursion may still archive.
+    pub budget: u64,
+    /// Other consumers of the queue when it started (they would have had the archived
+    /// messages next); `None` when not known.
+    pub consumers: Option<u64>,
+    pub when_idle: bool,
+    /// Whether the owners are emailed (once per excursion).
+    pub notified: bool,
 }
 
+/// One segment of a queue's oldest messages, written and flushed to storage before the
+/// broker was told it may forget them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessagesArchived {
     pub vhost: String,
     pub name: String,
+    /// The segment's key in the archive storage.
     pub segment: String,
+    /// The archive positions of its first and last message.
     pub first: u64,
+    pub last: u64,
     pub count: u64,
+    /// Its size in storage (compressed).
+    pub bytes: u64,
+    /// SHA-256 of the stored bytes, hex.
+    pub checksum: String,
+    /// Redelivered copies of the previous segment's messages that were dropped.
+    pub duplicates: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArchiveStopped {
     pub vhost: String,
     pub name: String,
+    /// Messages archived in this excursion so far.
     pub archived: u64,
-    pub reason: String,
+    pub reason: StopReason,
+    /// What failed, for a storage failure.
+    pub error: Option<String>,
 }
 
+/// Archived messages from `first` to `last` (positions) were published back into the
+/// queue and confirmed by the broker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArchiveRepublished {
     pub vhost: String,
     pub name: String,
+    pub first: u64,
+    pub last: u64,
     pub count: u64,
+}
+
+/// The archive's segments up to position `through` were removed from storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivePurged {
+    pub vhost: String,
+    pub name: String,
+    pub through: u64,
+    pub segments: u64,
+    pub messages: u64,
+    /// Their size in storage.
+    pub bytes: u64,
+    pub reason: PurgeReason,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,6 +389,6 @@ mod tests {
         let e = Event::AdminGranted(AdminGranted { email: "a@b.c".into() });
         assert_eq!(e.kind(), "AdminGranted");
         assert_eq!(e.payload(), json!({"email": "a@b.c"}));
-        assert_eq!(Event::KINDS.len(), 31);
+        assert_eq!(Event::KINDS.len(), 32);
     }
 }

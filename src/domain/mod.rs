@@ -3,6 +3,7 @@
 //! Nothing here does I/O or reads a clock, and nothing imports the rest of the crate.
 
 pub mod accounts;
+pub mod archive;
 pub mod event;
 mod names;
 pub mod notice;
@@ -16,4 +17,4 @@ pub use names::{
     AccountName, Actor, EmailAddress, MAX_EMAIL, MAX_SIZE, QueueRef, account_stream, actor_name, encode_segment,
     owner_of, parse_size,
 };
-pub use queue::{Depth, Ownership, QueueStatus};
+pub use queue::{Depth, Ownership, QueueKind, QueueStatus};

@@ -29,6 +29,17 @@ pub enum About {
         queue: QueueRef,
         depth: Depth,
         del_size: u64,
+        /// Messages of it archived in this excursion (downloadable after the deletion).
+        archived: u64,
+    },
+    ArchiveStarted {
+        queue: QueueRef,
+        depth: Depth,
+        archive_size: u64,
+        max_archive: u64,
+        /// Other consumers when archiving started.
+        consumers: Option<u64>,
+        when_idle: bool,
     },
     BrokerUnreachable {
         error: String,

@@ -12,17 +12,24 @@
 //! - In dry run nothing is deleted, a pending deletion included.
 //! - A failing deletion is recorded once, then retried each cycle without a record.
 //! - A broker outage is recorded once (with an email to the admins), its end once.
+//! - Archiving ([`super::archive`]) starts when a queue's ready messages pass its archive
+//!   size, with an email once per excursion; the plan says which archivers must run and
+//!   which must stop, and records a stop itself only for an archiver that is not running
+//!   (after a crash, or on another replica before the lock moved). A queue being deleted,
+//!   a stream, a queue nobody owns here, or one whose policy says no is not archived, and
+//!   neither is anything in dry run.
 
 use chrono::{DateTime, Utc};
 
+use super::archive::{self, Mandate, StopReason};
 use super::event::{
-    BrokerRecovered, BrokerUnreachable, Event, QueueDeleteFailed, QueueDeleted, QueueDeletionDecided, QueueRecovered,
-    QueueWarned,
+    ArchiveStarted, BrokerRecovered, BrokerUnreachable, Event, QueueDeleteFailed, QueueDeleted, QueueDeletionDecided,
+    QueueRecovered, QueueWarned,
 };
 use super::names::QueueRef;
 use super::notice::{About, Notice};
-use super::policy::{self, Decision, Policy, QueueState};
-use super::queue::{Depth, Ownership};
+use super::policy::{self, Decision, Effective, Policy, QueueState};
+use super::queue::{Depth, Ownership, QueueKind};
 
 /// What the guardian saw of one queue in this cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +49,39 @@ pub struct Queue<'a> {
     pub owner: &'a Ownership,
     /// The verified addresses of the owners: the only ones that get queue emails.
     pub recipients: &'a [String],
+    pub live: Live,
+}
+
+/// What archiving a queue depends on besides its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    pub kind: QueueKind,
+    /// Consumers other than the guardian's own archiver; `None` when not known.
+    pub consumers: Option<u64>,
+    /// An archiver of this guardian works on the queue (or has just recorded its stop).
+    pub archiver_running: bool,
+    /// The archive storage takes segments (no failure since its last probe).
+    pub storage_ok: bool,
+}
+
+impl Default for Live {
+    fn default() -> Live {
+        Live {
+            kind: QueueKind::Classic,
+            consumers: Some(0),
+            archiver_running: false,
+            storage_ok: true,
+        }
+    }
+}
+
+/// An archiver to run (or keep running) on a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveOrder {
+    pub queue: QueueRef,
+    pub mandate: Mandate,
+    /// Messages archived in the excursion before this order.
+    pub archived_before: u64,
 }
 
 /// An event to record, and the email it causes.
@@ -52,7 +92,7 @@ pub struct Planned {
 }
 
 impl Planned {
-    fn quiet(event: Event) -> Planned {
+    pub fn quiet(event: Event) -> Planned {
         Planned { event, notice: None }
     }
 }
@@ -68,6 +108,8 @@ pub struct Deletion {
     pub tell: Vec<String>,
     /// The last attempt failed and was recorded: a new failure is not recorded again.
     pub failed_before: bool,
+    /// Messages of it archived in this excursion, for the email.
+    pub archived: u64,
 }
 
 /// What one queue needs this cycle.
@@ -76,6 +118,10 @@ pub struct Plan {
     /// To record, in order, before acting.
     pub record: Vec<Planned>,
     pub delete: Option<Deletion>,
+    /// An archiver must run on the queue.
+    pub archive: Option<ArchiveOrder>,
+    /// The running archiver must stop, and record why.
+    pub stop_archiver: Option<StopReason>,
 }
 
 /// The plan for one queue.
@@ -114,9 +160,11 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                     del_size: eff.del_size,
                     tell: tell(),
                     failed_before: q.state.delete_failed,
+                    archived: q.state.archived_in_excursion,
                 };
                 out.record = settle(&d, Outcome::Gone);
             }
+            stop_archiving(&mut out, q, StopReason::QueueGone);
             return out;
         }
         Seen::Depth(d) => d,
@@ -128,6 +176,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                 "the queue's owner is reserved now: the guardian leaves it alone".into(),
             ));
         }
+        stop_archiving(&mut out, q, StopReason::Off);
         return out;
     }
     if q.state.delete_pending {
@@ -145,6 +194,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                 del_size: eff.del_size,
                 tell: tell(),
                 failed_before: q.state.delete_failed,
+                archived: q.state.archived_in_excursion,
             });
         }
     }
@@ -223,11 +273,92 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                     del_size: eff.del_size,
                     tell: if notify { tell() } else { Vec::new() },
                     failed_before: false,
+                    archived: q.state.archived_in_excursion,
                 });
             }
         }
     }
+    archiving(&mut out, q, depth, policy, &eff);
     out
+}
+
+/// Whether the queue is archived now, and what to record of a start or a stop.
+fn archiving(out: &mut Plan, q: Queue<'_>, depth: Depth, policy: &Policy, eff: &Effective) {
+    let s = q.state;
+    let budget = policy.max_archive.saturating_sub(s.archived_in_excursion);
+    let refused = match eff.archive_size {
+        _ if !q.live.kind.archivable() || q.owner.account().is_none() || policy.dry_run => Some(StopReason::Off),
+        None => Some(StopReason::Off),
+        Some(_) if out.delete.is_some() || s.delete_pending => Some(StopReason::Deleting),
+        Some(_) if budget == 0 || s.archive_stopped.is_some_and(StopReason::final_for_excursion) => {
+            Some(StopReason::MaxArchiveSize)
+        }
+        Some(_) if eff.when_idle && q.live.consumers != Some(0) => Some(StopReason::Consumers),
+        Some(_) if !q.live.storage_ok => Some(StopReason::StorageFailure),
+        Some(_) => None,
+    };
+    if let Some(reason) = refused {
+        stop_archiving(out, q, reason);
+        return;
+    }
+    let Some(size) = eff.archive_size else { return };
+    if !s.archiving && depth.ready <= size {
+        return;
+    }
+    if !s.archiving {
+        let notified = !s.archive_notified && !q.recipients.is_empty();
+        out.record.push(Planned {
+            event: Event::ArchiveStarted(ArchiveStarted {
+                vhost: q.queue.vhost.clone(),
+                name: q.queue.name.clone(),
+                owner: q.owner.account().map(str::to_owned),
+                depth,
+                archive_size: size,
+                budget,
+                consumers: q.live.consumers,
+                when_idle: eff.when_idle,
+                notified,
+            }),
+            notice: notified.then(|| Notice {
+                to: q.recipients.to_vec(),
+                about: About::ArchiveStarted {
+                    queue: q.queue.clone(),
+                    depth,
+                    archive_size: size,
+                    max_archive: policy.max_archive,
+                    consumers: q.live.consumers,
+                    when_idle: eff.when_idle,
+                },
+            }),
+        });
+    }
+    out.archive = Some(ArchiveOrder {
+        queue: q.queue.clone(),
+        mandate: Mandate {
+            target: size,
+            budget,
+            when_idle: eff.when_idle,
+        },
+        archived_before: s.archived_in_excursion,
+    });
+}
+
+/// Archiving on record must stop: the running archiver is told to (and records it), or,
+/// with none running, the stop is recorded here.
+fn stop_archiving(out: &mut Plan, q: Queue<'_>, reason: StopReason) {
+    if !q.state.archiving {
+        return;
+    }
+    if q.live.archiver_running {
+        out.stop_archiver = Some(reason);
+    } else {
+        out.record.push(Planned::quiet(archive::stopped(
+            q.queue,
+            q.state.archived_in_excursion,
+            reason,
+            None,
+        )));
+    }
 }
 
 /// How a deletion went.
@@ -257,6 +388,7 @@ pub fn settle(d: &Deletion, outcome: Outcome) -> Vec<Planned> {
                     queue: d.queue.clone(),
                     depth: d.depth,
                     del_size: d.del_size,
+                    archived: d.archived,
                 },
             }),
         }],
@@ -321,6 +453,8 @@ mod tests {
             del_size: 8000,
             dry_run: false,
             warn_cooldown: Duration::hours(1),
+            archive_size: None,
+            max_archive: 100_000,
         }
     }
 
@@ -355,6 +489,7 @@ mod tests {
                 state: &state,
                 owner: &owner,
                 recipients,
+                live: Live::default(),
             },
             seen,
             p,
@@ -548,6 +683,7 @@ mod tests {
             del_size: 8000,
             tell,
             failed_before,
+            archived: 0,
         }
     }
 

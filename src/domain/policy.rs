@@ -10,9 +10,12 @@
 //!   owning account are never warned about and are deleted silently.
 //! - Queues of reserved accounts are left alone.
 //! - In dry run a deletion is decided and recorded once per excursion, never carried out.
+//! - Thresholds in force keep `warning < archive < deletion` (an archive size left blank
+//!   takes `ARCHIVE_QUEUE_SIZE`, and none at all means no archiving).
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::archive::StopReason;
 use super::queue::{Depth, Ownership};
 
 /// The global policy, from the configuration.
@@ -23,6 +26,10 @@ pub struct Policy {
     pub dry_run: bool,
     /// The shortest time between two warning emails about one queue.
     pub warn_cooldown: Duration,
+    /// `ARCHIVE_QUEUE_SIZE`: archive above this many messages (none: no archiving).
+    pub archive_size: Option<u64>,
+    /// `MAX_ARCHIVE_SIZE`: the most messages archived for a queue in one excursion.
+    pub max_archive: u64,
 }
 
 /// An admin's per-queue override (a `QueuePolicySet` event).
@@ -31,6 +38,9 @@ pub struct Overrides {
     pub unbounded: bool,
     pub warn_size: Option<u64>,
     pub del_size: Option<u64>,
+    pub archive_off: bool,
+    pub archive_size: Option<u64>,
+    pub archive_when_idle: bool,
 }
 
 /// What the guardian recorded about a queue before this observation.
@@ -51,6 +61,15 @@ pub struct QueueState {
     pub overrides: Overrides,
     /// The count last recorded (the one a pending deletion was decided at).
     pub last_messages: Option<u64>,
+    /// Archiving was started and has not stopped.
+    pub archiving: bool,
+    /// Messages archived in the current excursion (since it went above the warning
+    /// size).
+    pub archived_in_excursion: u64,
+    /// The owners were emailed that this excursion is being archived.
+    pub archive_notified: bool,
+    /// Why archiving last stopped in this excursion.
+    pub archive_stopped: Option<StopReason>,
 }
 
 /// The thresholds in force for one queue.
@@ -59,6 +78,9 @@ pub struct Effective {
     pub warn_size: u64,
     pub del_size: u64,
     pub unbounded: bool,
+    /// `None`: this queue is not archived.
+    pub archive_size: Option<u64>,
+    pub when_idle: bool,
 }
 
 impl Policy {
@@ -67,6 +89,12 @@ impl Policy {
             warn_size: o.warn_size.unwrap_or(self.warn_size),
             del_size: o.del_size.unwrap_or(self.del_size),
             unbounded: o.unbounded,
+            archive_size: if o.archive_off {
+                None
+            } else {
+                o.archive_size.or(self.archive_size)
+            },
+            when_idle: o.archive_when_idle,
         }
     }
 
@@ -79,6 +107,20 @@ impl Policy {
                 "the warning size ({}) must be less than the deletion size ({})",
                 e.warn_size, e.del_size
             ));
+        }
+        if let Some(a) = e.archive_size {
+            if a <= e.warn_size {
+                return Err(format!(
+                    "the archive size ({a}) must be more than the warning size ({})",
+                    e.warn_size
+                ));
+            }
+            if a >= e.del_size && !e.unbounded {
+                return Err(format!(
+                    "the archive size ({a}) must be less than the deletion size ({})",
+                    e.del_size
+                ));
+            }
         }
         Ok(())
     }
@@ -151,6 +193,8 @@ mod tests {
             del_size: 8000,
             dry_run: false,
             warn_cooldown: Duration::hours(1),
+            archive_size: None,
+            max_archive: 100_000,
         }
     }
 
@@ -282,6 +326,7 @@ mod tests {
                 unbounded: false,
                 warn_size: Some(10),
                 del_size: Some(100),
+                ..Default::default()
             },
             ..Default::default()
         };

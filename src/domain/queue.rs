@@ -27,6 +27,45 @@ impl Depth {
     }
 }
 
+/// A queue's type, as RabbitMQ names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    #[default]
+    Classic,
+    Quorum,
+    /// Reading a stream does not shrink it: a stream is never archived.
+    Stream,
+    /// A type of a plugin (delayed, JMS, ...).
+    #[serde(other)]
+    Other,
+}
+
+impl QueueKind {
+    pub fn parse(s: &str) -> QueueKind {
+        match s {
+            "classic" => QueueKind::Classic,
+            "quorum" => QueueKind::Quorum,
+            "stream" => QueueKind::Stream,
+            _ => QueueKind::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Classic => "classic",
+            QueueKind::Quorum => "quorum",
+            QueueKind::Stream => "stream",
+            QueueKind::Other => "other",
+        }
+    }
+
+    /// Whether consuming the head takes messages out of it (not so for a stream).
+    pub fn archivable(self) -> bool {
+        matches!(self, QueueKind::Classic | QueueKind::Quorum)
+    }
+}
+
 /// Who a queue belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {
@@ -63,6 +102,8 @@ impl Ownership {
 pub enum QueueStatus {
     /// A deletion is decided and not carried out yet.
     Deleting,
+    /// Its oldest messages are being moved to the archive.
+    Archiving,
     /// Above its warning size.
     Warned,
     /// The broker gave no count.
@@ -74,10 +115,11 @@ pub enum QueueStatus {
 
 impl QueueStatus {
     /// The state of a queue from what the guardian recorded and what was last seen.
-    pub fn of(delete_pending: bool, warned: bool, depth_known: bool, reserved: bool) -> QueueStatus {
+    pub fn of(delete_pending: bool, archiving: bool, warned: bool, depth_known: bool, reserved: bool) -> QueueStatus {
         match () {
             _ if reserved => QueueStatus::Reserved,
             _ if delete_pending => QueueStatus::Deleting,
+            _ if archiving => QueueStatus::Archiving,
             _ if !depth_known => QueueStatus::Unknown,
             _ if warned => QueueStatus::Warned,
             _ => QueueStatus::Normal,
@@ -88,6 +130,7 @@ impl QueueStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             QueueStatus::Deleting => "deleting",
+            QueueStatus::Archiving => "archiving",
             QueueStatus::Warned => "warned",
             QueueStatus::Unknown => "unknown",
             QueueStatus::Reserved => "reserved",
@@ -113,11 +156,12 @@ mod tests {
 
     #[test]
     fn the_most_urgent_state_wins() {
-        assert_eq!(QueueStatus::of(true, true, true, false), QueueStatus::Deleting);
-        assert_eq!(QueueStatus::of(false, true, false, false), QueueStatus::Unknown);
-        assert_eq!(QueueStatus::of(false, true, true, false), QueueStatus::Warned);
-        assert_eq!(QueueStatus::of(true, true, true, true), QueueStatus::Reserved);
-        assert_eq!(QueueStatus::of(false, false, true, false), QueueStatus::Normal);
+        assert_eq!(QueueStatus::of(true, true, true, true, false), QueueStatus::Deleting);
+        assert_eq!(QueueStatus::of(false, true, true, true, false), QueueStatus::Archiving);
+        assert_eq!(QueueStatus::of(false, false, true, false, false), QueueStatus::Unknown);
+        assert_eq!(QueueStatus::of(false, false, true, true, false), QueueStatus::Warned);
+        assert_eq!(QueueStatus::of(true, true, true, true, true), QueueStatus::Reserved);
+        assert_eq!(QueueStatus::of(false, false, false, true, false), QueueStatus::Normal);
         assert!(QueueStatus::Deleting < QueueStatus::Normal);
     }
 }

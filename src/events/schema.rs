@@ -83,6 +83,55 @@ fn upcast(kind: &str, from: i32, mut payload: Value) -> Value {
             }
             payload
         }
+        // Schema 1 had no archive policy.
+        ("QueuePolicySet", 1) => {
+            if let Value::Object(map) = &mut payload {
+                map.entry("archive_off").or_insert(Value::Bool(false));
+                map.entry("archive_size").or_insert(Value::Null);
+                map.entry("archive_when_idle").or_insert(Value::Bool(false));
+            }
+            payload
+        }
+        // Schema 1 of the archive events was written by no release (archiving was not
+        // built); these steps read it anyway, with what it did not say left empty.
+        ("ArchiveStarted", 1) => {
+            if let Value::Object(map) = &mut payload {
+                map.entry("owner").or_insert(Value::Null);
+                map.entry("budget").or_insert(Value::from(0));
+                map.entry("consumers").or_insert(Value::Null);
+                map.entry("when_idle").or_insert(Value::Bool(false));
+                map.entry("notified").or_insert(Value::Bool(false));
+            }
+            payload
+        }
+        ("MessagesArchived", 1) => {
+            if let Value::Object(map) = &mut payload {
+                let first = map.get("first").and_then(Value::as_u64).unwrap_or(0);
+                let count = map.get("count").and_then(Value::as_u64).unwrap_or(0);
+                map.entry("last")
+                    .or_insert(Value::from((first + count).saturating_sub(1)));
+                map.entry("bytes").or_insert(Value::from(0));
+                map.entry("checksum").or_insert(Value::from(""));
+                map.entry("duplicates").or_insert(Value::from(0));
+            }
+            payload
+        }
+        ("ArchiveStopped", 1) => {
+            if let Value::Object(map) = &mut payload {
+                let reason = map.remove("reason");
+                map.insert("reason".into(), Value::from("unknown"));
+                map.insert("error".into(), reason.unwrap_or(Value::Null));
+            }
+            payload
+        }
+        ("ArchiveRepublished", 1) => {
+            if let Value::Object(map) = &mut payload {
+                let count = map.get("count").and_then(Value::as_u64).unwrap_or(0);
+                map.entry("first").or_insert(Value::from(1));
+                map.entry("last").or_insert(Value::from(count));
+            }
+            payload
+        }
         _ => payload,
     }
 }
@@ -134,6 +183,45 @@ mod tests {
         assert!(Event::decode_stored("AdminGranted", 1, r#"{"email": 3}"#).is_err());
         assert!(Event::decode_stored("AdminGranted", 1, "{} , {}").is_err());
         assert!(Event::decode_stored("Nope", 1, "{}").is_err());
+    }
+
+    #[test]
+    fn a_queue_policy_of_schema_1_reads_as_one_without_archive_settings() {
+        let old = json!({"vhost": "/", "name": "q", "unbounded": true, "warn_size": null, "del_size": 9});
+        let Event::QueuePolicySet(p) = Event::decode("QueuePolicySet", 1, old).unwrap() else {
+            panic!("not a policy")
+        };
+        assert!(p.unbounded && !p.archive_off && !p.archive_when_idle && p.archive_size.is_none());
+        assert_eq!(p.del_size, Some(9));
+    }
+
+    #[test]
+    fn archive_events_of_schema_1_read_as_current() {
+        let e = Event::decode(
+            "MessagesArchived",
+            1,
+            json!({"vhost": "/", "name": "q", "segment": "s", "first": 11, "count": 5}),
+        )
+        .unwrap();
+        let Event::MessagesArchived(m) = e else { panic!() };
+        assert_eq!((m.first, m.last, m.count), (11, 15, 5));
+        let e = Event::decode(
+            "ArchiveStopped",
+            1,
+            json!({"vhost": "/", "name": "q", "archived": 3, "reason": "disk full"}),
+        )
+        .unwrap();
+        let Event::ArchiveStopped(s) = e else { panic!() };
+        assert_eq!((s.reason, s.error.as_deref()), (StopReason::Unknown, Some("disk full")));
+        for (kind, payload) in [
+            (
+                "ArchiveStarted",
+                json!({"vhost": "/", "name": "q", "depth": {"messages": 1, "ready": 1, "unacked": 0}, "archive_size": 1}),
+            ),
+            ("ArchiveRepublished", json!({"vhost": "/", "name": "q", "count": 4})),
+        ] {
+            assert!(Event::decode(kind, 1, payload).is_ok(), "{kind}");
+        }
     }
 
     #[test]

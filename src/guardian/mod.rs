@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::app::{Context, Fence, RecordError};
 use crate::db;
-use crate::domain::plan::{self, Deletion, Outcome as Done, Planned, Queue, Seen};
+use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Seen};
 use crate::domain::{Actor, Ownership, QueueRef};
 use crate::events::{NewEvent, store};
 use crate::observations::samples::Sampler;
@@ -318,6 +318,7 @@ impl Guardian {
                     state: &state,
                     owner: &owner,
                     recipients: to,
+                    live: Live::default(),
                 },
                 seen,
                 &policy,
@@ -429,7 +430,14 @@ mod tests {
             unbounded in any::<bool>(),
             dry_run in any::<bool>(),
         ) {
-            let policy = Policy { warn_size: 2000, del_size: 8000, dry_run, warn_cooldown: Duration::hours(1) };
+            let policy = Policy {
+                warn_size: 2000,
+                del_size: 8000,
+                dry_run,
+                warn_cooldown: Duration::hours(1),
+                archive_size: None,
+                max_archive: 100_000,
+            };
             let queue = QueueRef::new("/", "queue/alice/jobs");
             let mut record = Some(QueueRecord { unbounded, ..Default::default() });
             let start = DateTime::parse_from_rfc3339("2026-12-01T00:00:00Z").unwrap().with_timezone(&Utc);
@@ -452,7 +460,7 @@ mod tests {
                         continue;
                     }
                 };
-                let p = plan::plan(Queue { queue: &queue, state: &state, owner: &owner, recipients: &recipients }, seen, &policy, now);
+                let p = plan::plan(Queue { queue: &queue, state: &state, owner: &owner, recipients: &recipients, live: plan::Live::default() }, seen, &policy, now);
                 for planned in &p.record {
                     match &planned.event {
                         Event::QueueWarned(w) => {

@@ -38,9 +38,26 @@ pub fn render(about: &About, public_url: &str) -> Text {
             depth,
             warn_size,
         } => recovered(queue, *depth, *warn_size, &link(public_url, &queue.path())),
-        About::QueueDeleted { queue, depth, del_size } => {
-            deleted(queue, *depth, *del_size, &link(public_url, &queue.path()))
-        }
+        About::QueueDeleted {
+            queue,
+            depth,
+            del_size,
+            archived,
+        } => deleted(queue, *depth, *del_size, *archived, &link(public_url, &queue.path())),
+        About::ArchiveStarted {
+            queue,
+            depth,
+            archive_size,
+            max_archive,
+            consumers,
+            when_idle,
+        } => archiving(
+            queue,
+            *depth,
+            (*archive_size, *max_archive),
+            (*consumers, *when_idle),
+            &link(public_url, &queue.path()),
+        ),
         About::BrokerUnreachable { error } => broker_unreachable(error, &link(public_url, "/queues")),
         About::OwnerAdded { account, by } => owner_added(account, by, &link(public_url, "/accounts")),
     }
@@ -87,13 +104,46 @@ fn recovered(q: &QueueRef, depth: Depth, warn_size: u64, link: &str) -> Text {
     }
 }
 
-fn deleted(q: &QueueRef, depth: Depth, del_size: u64, link: &str) -> Text {
+fn deleted(q: &QueueRef, depth: Depth, del_size: u64, archived: u64, link: &str) -> Text {
+    let saved = if archived > 0 {
+        format!(
+            "Before that, its {archived} oldest messages of this excursion were archived: you can download them, \
+             or publish them back into a new queue of that name, from the queue's page.\n\n"
+        )
+    } else {
+        String::new()
+    };
     Text {
         subject: format!("Pulse warning: queue \"{}\" has been deleted", q.name),
         body: format!(
             "Your queue has been deleted because it held more than {del_size} messages, the deletion size \
-             on this broker. Its messages are gone; clients that declare it again get a new, empty queue.\n\n\
-             {}Deletion size: {del_size}\n\n{ADVICE}\n\nThe queue's history: {link}\n",
+             on this broker. The messages it held are gone; clients that declare it again get a new, empty \
+             queue.\n\n{saved}{}Deletion size: {del_size}\n\n{ADVICE}\n\nThe queue's history: {link}\n",
+            facts(q, depth)
+        ),
+    }
+}
+
+fn archiving(q: &QueueRef, depth: Depth, sizes: (u64, u64), others: (Option<u64>, bool), link: &str) -> Text {
+    let (archive_size, max_archive) = sizes;
+    let beside = match others {
+        (_, true) => "It is archived only while nothing else consumes it: a consumer coming back stops it.".to_owned(),
+        (Some(0), false) => "Nothing consumes it at the moment.".to_owned(),
+        (Some(n), false) => format!(
+            "It has {n} consumer(s): the archived messages are the ones they would have received next. \
+             You can publish them back into the queue from its page."
+        ),
+        (None, false) => "Any consumer it has may find the oldest messages gone to the archive.".to_owned(),
+    };
+    Text {
+        subject: format!("Pulse warning: queue \"{}\" is being archived", q.name),
+        body: format!(
+            "Your queue holds more than {archive_size} messages, the archive size on this broker. To keep the \
+             broker up, the guardian moves its oldest messages to the archive until it is back at \
+             {archive_size}; no message is lost, and each is stored before the broker forgets it.\n\n{}\
+             Archive size: {archive_size}\nMost archived in one excursion: {max_archive}\n\n{beside}\n\n\
+             After {max_archive} messages the guardian stops archiving and the queue grows toward the deletion \
+             size again.\n\n{ADVICE}\n\nDownload or re-publish the archive: {link}\n",
             facts(q, depth)
         ),
     }
@@ -149,8 +199,12 @@ mod tests {
             "Pulse warning: queue \"queue/alice/jobs\" is back to normal"
         );
         assert_eq!(
-            deleted(&q, d, 8000, &link).subject,
+            deleted(&q, d, 8000, 0, &link).subject,
             "Pulse warning: queue \"queue/alice/jobs\" has been deleted"
+        );
+        assert_eq!(
+            archiving(&q, d, (5000, 100_000), (Some(0), false), &link).subject,
+            "Pulse warning: queue \"queue/alice/jobs\" is being archived"
         );
         assert_eq!(sign_in("x", 30).subject, "PulseGuardian sign-in link");
     }
@@ -174,5 +228,17 @@ mod tests {
         let u = warning(&q, d, 2000, 8000, true, "L");
         assert!(u.body.contains("will not be deleted automatically"));
         assert!(!u.body.contains("when it holds more than"));
+    }
+
+    #[test]
+    fn the_deletion_email_says_what_was_archived_and_the_archiving_one_who_consumed() {
+        let q = QueueRef::new("/", "queue/alice/jobs");
+        let d = Depth::of(9000, 0);
+        assert!(deleted(&q, d, 8000, 1234, "L").body.contains("1234 oldest messages"));
+        assert!(!deleted(&q, d, 8000, 0, "L").body.contains("archived"));
+        let beside = archiving(&q, d, (5000, 100_000), (Some(2), false), "L").body;
+        assert!(beside.contains("2 consumer(s)") && beside.contains("would have received next"));
+        let idle = archiving(&q, d, (5000, 100_000), (Some(0), true), "L").body;
+        assert!(idle.contains("only while nothing else consumes it"));
     }
 }

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
 
 use super::{Applied, Model, count, select_keys, stmt, uncount, upsert};
+use crate::domain::archive::StopReason;
 use crate::domain::event::Event;
 use crate::domain::policy::{Overrides, QueueState};
 use crate::domain::{QueueRef, actor_name, owner_of};
@@ -34,6 +35,17 @@ pub struct QueueRecord {
     pub last_action: Option<String>,
     pub last_action_at: Option<String>,
     pub last_messages: Option<u64>,
+    pub archiving: bool,
+    pub archived_in_excursion: u64,
+    pub archive_notified: bool,
+    pub archive_stopped: Option<StopReason>,
+    /// What failed, when archiving last stopped on a failure.
+    pub archive_error: Option<String>,
+    pub archive_off: bool,
+    pub archive_size: Option<u64>,
+    pub archive_when_idle: bool,
+    /// Other consumers when archiving started.
+    pub archive_consumers: Option<u64>,
 }
 
 impl QueueRecord {
@@ -54,8 +66,15 @@ impl QueueRecord {
                 unbounded: self.unbounded,
                 warn_size: self.warn_size,
                 del_size: self.del_size,
+                archive_off: self.archive_off,
+                archive_size: self.archive_size,
+                archive_when_idle: self.archive_when_idle,
             },
             last_messages: self.last_messages,
+            archiving: self.archiving,
+            archived_in_excursion: self.archived_in_excursion,
+            archive_notified: self.archive_notified,
+            archive_stopped: self.archive_stopped,
         }
     }
 
@@ -76,6 +95,16 @@ impl QueueRecord {
         self.delete_failed = false;
         self.dry_run_flagged = false;
         self.warned_at = None;
+        self.end_excursion();
+    }
+
+    /// Back at the warning size or gone: the next excursion archives afresh.
+    fn end_excursion(&mut self) {
+        self.archiving = false;
+        self.archived_in_excursion = 0;
+        self.archive_notified = false;
+        self.archive_stopped = None;
+        self.archive_error = None;
     }
 }
 
@@ -83,7 +112,7 @@ pub(crate) struct Queues;
 
 const TABLE: &str = "queues";
 const KEY: [&str; 2] = ["vhost", "name"];
-const COLS: [&str; 15] = [
+const COLS: [&str; 24] = [
     "owner",
     "warned",
     "warned_at",
@@ -99,6 +128,15 @@ const COLS: [&str; 15] = [
     "last_action",
     "last_action_at",
     "last_messages",
+    "archiving",
+    "archived_in_excursion",
+    "archive_notified",
+    "archive_stopped",
+    "archive_error",
+    "archive_off",
+    "archive_size",
+    "archive_when_idle",
+    "archive_consumers",
 ];
 
 /// The queue an event is about, and the owner it names.
@@ -147,6 +185,9 @@ impl Model for Queues {
                 r.unbounded = p.unbounded;
                 r.warn_size = p.warn_size;
                 r.del_size = p.del_size;
+                r.archive_off = p.archive_off;
+                r.archive_size = p.archive_size;
+                r.archive_when_idle = p.archive_when_idle;
             }
             Event::QueueWarned(w) => {
                 r.act("warned".into(), at, Some(w.depth.messages));
@@ -164,6 +205,7 @@ impl Model for Queues {
                 r.notified = false;
                 r.dry_run_flagged = false;
                 r.warned_at = None;
+                r.end_excursion();
             }
             Event::QueueDeletionDecided(d) => {
                 r.act("deletion decided".into(), at, Some(d.depth.messages));
@@ -188,10 +230,25 @@ impl Model for Queues {
                 r.delete_pending = true;
                 r.delete_failed = true;
             }
-            Event::ArchiveStarted(a) => r.act("archiving".into(), at, Some(a.depth.messages)),
-            Event::MessagesArchived(_) => r.act("archiving".into(), at, None),
-            Event::ArchiveStopped(_) => r.act("archive stopped".into(), at, None),
-            Event::ArchiveRepublished(_) => r.act("archive republished".into(), at, None),
+            Event::ArchiveStarted(a) => {
+                r.act("archiving started".into(), at, Some(a.depth.messages));
+                r.archiving = true;
+                r.archive_notified |= a.notified;
+                r.archive_stopped = None;
+                r.archive_error = None;
+                r.archive_consumers = a.consumers;
+            }
+            Event::MessagesArchived(m) => {
+                r.act(format!("archived {} messages", m.count), at, None);
+                r.archived_in_excursion = r.archived_in_excursion.saturating_add(m.count);
+            }
+            Event::ArchiveStopped(s) => {
+                r.act(format!("archiving stopped: {}", s.reason.describe()), at, None);
+                r.archiving = false;
+                r.archive_stopped = Some(s.reason);
+                r.archive_error = s.error.clone();
+            }
+            Event::ArchiveRepublished(p) => r.act(format!("republished {} archived messages", p.count), at, None),
             _ => {}
         }
     }
@@ -242,6 +299,15 @@ impl Model for Queues {
                     r.last_action.clone().into(),
                     r.last_action_at.clone().into(),
                     size(r.last_messages),
+                    r.archiving.into(),
+                    count(r.archived_in_excursion),
+                    r.archive_notified.into(),
+                    r.archive_stopped.map(stop_text).into(),
+                    r.archive_error.clone().into(),
+                    r.archive_off.into(),
+                    size(r.archive_size),
+                    r.archive_when_idle.into(),
+                    size(r.archive_consumers),
                 ]
             })
             .collect();
@@ -267,7 +333,26 @@ fn record_of(r: &QueryResult) -> Result<QueueRecord, DbErr> {
         last_action: r.try_get("", "last_action")?,
         last_action_at: r.try_get("", "last_action_at")?,
         last_messages: size("last_messages")?,
+        archiving: r.try_get("", "archiving")?,
+        archived_in_excursion: uncount(r.try_get("", "archived_in_excursion")?),
+        archive_notified: r.try_get("", "archive_notified")?,
+        archive_stopped: r
+            .try_get::<Option<String>>("", "archive_stopped")?
+            .map(|s| serde_json::from_value(serde_json::Value::String(s)).unwrap_or(StopReason::Unknown)),
+        archive_error: r.try_get("", "archive_error")?,
+        archive_off: r.try_get("", "archive_off")?,
+        archive_size: size("archive_size")?,
+        archive_when_idle: r.try_get("", "archive_when_idle")?,
+        archive_consumers: size("archive_consumers")?,
     })
+}
+
+/// A stop reason as stored (its name in the events).
+fn stop_text(reason: StopReason) -> String {
+    match serde_json::to_value(reason) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "unknown".to_owned(),
+    }
 }
 
 /// Every record, by vhost then name (looked up without allocating).
@@ -289,7 +374,8 @@ impl Records {
 
 const SELECT: &str = "SELECT vhost, name, owner, warned, warned_at, last_warning_at, notified, unbounded, warn_size, \
                       del_size, deleted, delete_pending, delete_failed, dry_run_flagged, last_action, last_action_at, \
-                      last_messages FROM queues";
+                      last_messages, archiving, archived_in_excursion, archive_notified, archive_stopped, archive_error, \
+                      archive_off, archive_size, archive_when_idle, archive_consumers FROM queues";
 
 /// The record of every queue.
 pub async fn all(db: &impl ConnectionTrait) -> Result<Records, DbErr> {

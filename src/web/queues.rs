@@ -210,6 +210,10 @@ pub struct PolicyInput {
     warn_size: String,
     #[serde(default)]
     del_size: String,
+    archive_off: Option<String>,
+    #[serde(default)]
+    archive_size: String,
+    archive_when_idle: Option<String>,
 }
 
 #[handler]
@@ -225,6 +229,9 @@ pub async fn set_policy(
         unbounded: f.unbounded.is_some(),
         warn_size: &f.warn_size,
         del_size: &f.del_size,
+        archive_off: f.archive_off.is_some(),
+        archive_size: &f.archive_size,
+        archive_when_idle: f.archive_when_idle.is_some(),
     };
     match queues::set_policy(ctx, &who, &q, form).await {
         Ok(()) => Ok(see_other(q.path())),

@@ -216,6 +216,9 @@ async fn unbounded_queues_are_kept() {
         unbounded: true,
         warn_size: None,
         del_size: None,
+        archive_off: false,
+        archive_size: None,
+        archive_when_idle: false,
     });
     w.t.app
         .record(vec![NewEvent::new(

@@ -162,6 +162,9 @@ async fn record_history(t: &TestApp) {
                 unbounded: true,
                 warn_size: Some(100),
                 del_size: None,
+                archive_off: false,
+                archive_size: None,
+                archive_when_idle: false,
             }),
         ),
         ev(

@@ -25,6 +25,7 @@ fn state_badge(v: &QueueView) -> Markup {
         @match v.state {
             QueueStatus::Warned => span.badge.warn { "over warning" },
             QueueStatus::Deleting => span.badge.danger { "being deleted" },
+            QueueStatus::Archiving => span.badge.warn title="the oldest messages are moved to the archive" { "being archived" },
             QueueStatus::Unknown => span.badge.muted { "count unknown" },
             QueueStatus::Reserved => span.badge.muted title="its owner is reserved: the guardian leaves it alone" { "not guarded (reserved)" },
             QueueStatus::Normal => span.badge.ok { "normal" },
