@@ -78,6 +78,24 @@ pub struct OidcConfig {
     pub client_secret: Secret,
 }
 
+/// `ARCHIVE_URL` (`s3://bucket/prefix`) and the usual AWS variables: object storage
+/// for the archives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Without leading or trailing `/`; may be empty.
+    pub prefix: String,
+    /// `AWS_REGION` or `AWS_DEFAULT_REGION` (default `us-east-1`).
+    pub region: String,
+    /// `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`): an S3-compatible server instead of AWS.
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    /// `AWS_ALLOW_HTTP=true`: plain HTTP to the endpoint (a server on 127.0.0.1).
+    pub allow_http: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
@@ -98,6 +116,10 @@ pub struct Config {
     pub guardian_dry_run: bool,
     pub reserved_users_regex: Option<Regex>,
     pub archive_dir: PathBuf,
+    /// Object storage instead of `archive_dir`.
+    pub archive_s3: Option<S3Config>,
+    /// `ARCHIVE_RETENTION_DAYS`: archived messages older than this are removed.
+    pub archive_retention_days: u32,
     pub smtp: Option<SmtpConfig>,
     pub email_from: String,
     pub oidc: Option<OidcConfig>,
@@ -229,6 +251,20 @@ impl Config {
 
         let archive_dir = PathBuf::from(get("ARCHIVE_DIR").unwrap_or_else(|| "./data/archive".to_owned()));
 
+        let archive_s3 = get("ARCHIVE_URL").map(|raw| parse_s3(&raw, &get)).transpose()?;
+        let archive_retention_days = match get("ARCHIVE_RETENTION_DAYS") {
+            None => 30,
+            Some(v) => match v.parse::<u32>() {
+                Ok(days) if (1..=36_500).contains(&days) => days,
+                _ => {
+                    return Err(bad(
+                        "ARCHIVE_RETENTION_DAYS",
+                        format!("must be a whole number of days from 1 to 36500, got {v:?}"),
+                    ));
+                }
+            },
+        };
+
         let smtp = get("SMTP_URL").map(|raw| parse_smtp(&raw)).transpose()?;
 
         let email_from = get("EMAIL_FROM").unwrap_or_else(|| "PulseGuardian <pulseguardian@localhost>".to_owned());
@@ -289,6 +325,8 @@ impl Config {
             guardian_dry_run,
             reserved_users_regex,
             archive_dir,
+            archive_s3,
+            archive_retention_days,
             smtp,
             email_from,
             oidc,
@@ -315,6 +353,48 @@ fn parse_http_url(var: &'static str, value: Option<&str>, default: &str) -> Resu
         ));
     }
     Ok(url)
+}
+
+/// `ARCHIVE_URL`: `s3://bucket` or `s3://bucket/prefix`, with the AWS variables.
+fn parse_s3(raw: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<S3Config, ConfigError> {
+    const USAGE: &str = "must be s3://bucket or s3://bucket/prefix";
+    let rest = raw.strip_prefix("s3://").ok_or_else(|| bad("ARCHIVE_URL", USAGE))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(bad(
+            "ARCHIVE_URL",
+            format!("{USAGE}: {bucket:?} is not a bucket name (3 to 63 of a-z, 0-9, - and .)"),
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") || prefix.len() > 200 {
+        return Err(bad(
+            "ARCHIVE_URL",
+            format!("{USAGE}: the prefix {prefix:?} is not a plain path"),
+        ));
+    }
+    let endpoint = get("AWS_ENDPOINT_URL").or_else(|| get("AWS_ENDPOINT"));
+    if let Some(e) = &endpoint
+        && !matches!(Url::parse(e), Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    {
+        return Err(bad("AWS_ENDPOINT_URL", "must be an http:// or https:// URL"));
+    }
+    Ok(S3Config {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        region: get("AWS_REGION")
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned()),
+        endpoint,
+        access_key_id: get("AWS_ACCESS_KEY_ID"),
+        secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret::new),
+        session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
+        allow_http: parse_bool("AWS_ALLOW_HTTP", get("AWS_ALLOW_HTTP"))?.unwrap_or(false),
+    })
 }
 
 fn parse_count(var: &'static str, value: Option<String>) -> Result<Option<u64>, ConfigError> {
@@ -536,6 +616,54 @@ mod tests {
     }
 
     #[test]
+    fn archive_storage_is_a_directory_unless_an_s3_url_is_given() {
+        let c = with(&[]).unwrap();
+        assert_eq!((c.archive_s3, c.archive_retention_days), (None, 30));
+        let c = with(&[
+            ("ARCHIVE_URL", "s3://pulse-archive/prod/queues/"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "shh"),
+            ("ARCHIVE_RETENTION_DAYS", "7"),
+        ])
+        .unwrap();
+        let s3 = c.archive_s3.unwrap();
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("pulse-archive", "prod/queues")
+        );
+        assert_eq!(s3.region, "eu-west-1");
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(s3.allow_http);
+        assert!(!format!("{:?}", s3.secret_access_key).contains("shh"));
+        assert_eq!(c.archive_retention_days, 7);
+        assert_eq!(
+            with(&[("ARCHIVE_URL", "s3://b-1")]).unwrap().archive_s3.unwrap().prefix,
+            ""
+        );
+        for bad in [
+            "/var/archive",
+            "s3://",
+            "s3://UPPER/x",
+            "s3://b/../x",
+            "s3://ab",
+            "http://b/x",
+        ] {
+            assert_eq!(with(&[("ARCHIVE_URL", bad)]).unwrap_err().var, "ARCHIVE_URL", "{bad}");
+        }
+        let e = with(&[("ARCHIVE_URL", "s3://bucket"), ("AWS_ENDPOINT_URL", "file:///x")]).unwrap_err();
+        assert_eq!(e.var, "AWS_ENDPOINT_URL");
+        for bad in ["0", "-1", "30.5", "forever", "36501"] {
+            assert_eq!(
+                with(&[("ARCHIVE_RETENTION_DAYS", bad)]).unwrap_err().var,
+                "ARCHIVE_RETENTION_DAYS"
+            );
+        }
+    }
+
+    #[test]
     fn trusted_proxies_are_addresses_or_networks() {
         let c = with(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")]).unwrap();
         assert_eq!(c.trusted_proxies.len(), 3);
@@ -576,6 +704,9 @@ mod tests {
             "ADMIN_EMAILS",
             "LOG_FORMAT",
             "TRUSTED_PROXIES",
+            "ARCHIVE_URL",
+            "ARCHIVE_RETENTION_DAYS",
+            "AWS_ENDPOINT_URL",
         ];
 
         fn value() -> impl Strategy<Value = String> {
