@@ -727,4 +727,281 @@ mod tests {
         assert_eq!(backoff(7).as_secs(), 300);
         assert_eq!(backoff(100).as_secs(), 300);
     }
+
+    fn archiving_policy() -> Policy {
+        Policy {
+            archive_size: Some(5000),
+            max_archive: 1000,
+            ..policy()
+        }
+    }
+
+    fn live(kind: QueueKind, consumers: Option<u64>, archiver_running: bool, storage_ok: bool) -> Live {
+        Live {
+            kind,
+            consumers,
+            archiver_running,
+            storage_ok,
+        }
+    }
+
+    /// given `state` and what is live, when the guardian sees `ready` messages, then this plan.
+    fn when_live(state: QueueState, l: Live, ready: u64, p: &Policy) -> Plan {
+        let queue = q();
+        plan(
+            Queue {
+                queue: &queue,
+                state: &state,
+                owner: &alice(),
+                recipients: &owners(),
+                live: l,
+            },
+            depth(ready),
+            p,
+            now(),
+        )
+    }
+
+    fn warned_archiving() -> QueueState {
+        QueueState {
+            warned: true,
+            notified: true,
+            archiving: true,
+            archive_notified: true,
+            archived_in_excursion: 300,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn above_the_archive_size_archiving_starts_with_one_email_and_an_order() {
+        let warned = QueueState {
+            warned: true,
+            notified: true,
+            ..Default::default()
+        };
+        let p = when_live(
+            warned,
+            live(QueueKind::Quorum, Some(2), false, true),
+            6000,
+            &archiving_policy(),
+        );
+        assert_eq!(kinds(&p), ["ArchiveStarted"]);
+        let Event::ArchiveStarted(a) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert_eq!(
+            (a.archive_size, a.budget, a.consumers, a.notified),
+            (5000, 1000, Some(2), true)
+        );
+        assert!(matches!(
+            p.record[0].notice.as_ref().unwrap().about,
+            About::ArchiveStarted {
+                archive_size: 5000,
+                consumers: Some(2),
+                ..
+            }
+        ));
+        let order = p.archive.unwrap();
+        assert_eq!(
+            order.mandate,
+            Mandate {
+                target: 5000,
+                budget: 1000,
+                when_idle: false
+            }
+        );
+    }
+
+    #[test]
+    fn at_or_below_the_archive_size_nothing_is_archived() {
+        let p = when_live(QueueState::default(), Live::default(), 5000, &archiving_policy());
+        assert!(p.archive.is_none());
+        assert!(!kinds(&p).contains(&"ArchiveStarted"));
+        let p = when_live(QueueState::default(), Live::default(), 6000, &policy());
+        assert!(p.archive.is_none(), "no ARCHIVE_QUEUE_SIZE: no archiving");
+    }
+
+    #[test]
+    fn archiving_on_record_goes_on_without_a_second_start_or_email() {
+        let p = when_live(warned_archiving(), Live::default(), 5500, &archiving_policy());
+        assert_eq!(kinds(&p), Vec::<&str>::new());
+        let order = p.archive.unwrap();
+        assert_eq!((order.mandate.budget, order.archived_before), (700, 300));
+    }
+
+    #[test]
+    fn a_second_start_in_the_same_excursion_is_not_emailed_again() {
+        let s = QueueState {
+            archiving: false,
+            archive_stopped: Some(StopReason::StorageFailure),
+            ..warned_archiving()
+        };
+        let p = when_live(s, Live::default(), 6000, &archiving_policy());
+        assert_eq!(kinds(&p), ["ArchiveStarted"]);
+        assert!(p.record[0].notice.is_none());
+    }
+
+    #[test]
+    fn a_stream_a_queue_nobody_owns_and_dry_run_are_never_archived() {
+        let p = when_live(
+            QueueState::default(),
+            live(QueueKind::Stream, Some(0), false, true),
+            6000,
+            &archiving_policy(),
+        );
+        assert!(p.archive.is_none());
+        let queue = q();
+        let p = plan(
+            Queue {
+                queue: &queue,
+                state: &QueueState::default(),
+                owner: &Ownership::Unknown,
+                recipients: &[],
+                live: Live::default(),
+            },
+            depth(6000),
+            &archiving_policy(),
+            now(),
+        );
+        assert!(p.archive.is_none());
+        let dry = Policy {
+            dry_run: true,
+            ..archiving_policy()
+        };
+        assert!(
+            when_live(QueueState::default(), Live::default(), 6000, &dry)
+                .archive
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn after_max_archive_size_the_excursion_is_not_archived_again() {
+        let done = QueueState {
+            archiving: false,
+            archived_in_excursion: 1000,
+            archive_stopped: Some(StopReason::MaxArchiveSize),
+            ..warned_archiving()
+        };
+        let p = when_live(done, Live::default(), 7000, &archiving_policy());
+        assert!(p.archive.is_none());
+        assert!(p.record.is_empty());
+    }
+
+    #[test]
+    fn when_idle_a_consumed_queue_is_not_archived_and_a_running_archiver_is_stopped() {
+        let idle_only = QueueState {
+            overrides: Overrides {
+                archive_when_idle: true,
+                ..Default::default()
+            },
+            ..QueueState::default()
+        };
+        let p = when_live(
+            idle_only.clone(),
+            live(QueueKind::Classic, Some(1), false, true),
+            6000,
+            &archiving_policy(),
+        );
+        assert!(p.archive.is_none());
+        let running = QueueState {
+            archiving: true,
+            ..idle_only.clone()
+        };
+        let p = when_live(
+            running.clone(),
+            live(QueueKind::Classic, Some(1), true, true),
+            6000,
+            &archiving_policy(),
+        );
+        assert_eq!(
+            (p.archive.clone(), p.stop_archiver),
+            (None, Some(StopReason::Consumers))
+        );
+        assert!(
+            !kinds(&p).contains(&"ArchiveStopped"),
+            "the running archiver records its own stop"
+        );
+        let p = when_live(
+            running,
+            live(QueueKind::Classic, None, false, true),
+            6000,
+            &archiving_policy(),
+        );
+        assert!(kinds(&p).contains(&"ArchiveStopped"), "unknown consumers count as some");
+    }
+
+    #[test]
+    fn archiving_on_record_without_a_running_archiver_is_stopped_by_the_plan() {
+        let off = QueueState {
+            overrides: Overrides {
+                archive_off: true,
+                ..Default::default()
+            },
+            ..warned_archiving()
+        };
+        let p = when_live(off, Live::default(), 6000, &archiving_policy());
+        assert_eq!(kinds(&p), ["ArchiveStopped"]);
+        let Event::ArchiveStopped(s) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert_eq!((s.reason, s.archived), (StopReason::Off, 300));
+    }
+
+    #[test]
+    fn a_queue_gone_while_archived_stops_its_archiver() {
+        let queue = q();
+        let state = warned_archiving();
+        let p = plan(
+            Queue {
+                queue: &queue,
+                state: &state,
+                owner: &alice(),
+                recipients: &owners(),
+                live: live(QueueKind::Classic, Some(0), true, true),
+            },
+            Seen::Gone,
+            &archiving_policy(),
+            now(),
+        );
+        assert_eq!(p.stop_archiver, Some(StopReason::QueueGone));
+    }
+
+    #[test]
+    fn with_storage_down_nothing_starts_and_the_queue_follows_the_deletion_policy() {
+        let p = when_live(
+            QueueState::default(),
+            live(QueueKind::Classic, Some(0), false, false),
+            6000,
+            &archiving_policy(),
+        );
+        assert!(p.archive.is_none());
+        assert!(!kinds(&p).contains(&"ArchiveStarted"));
+        let p = when_live(
+            QueueState::default(),
+            live(QueueKind::Classic, Some(0), false, false),
+            9000,
+            &archiving_policy(),
+        );
+        assert!(p.delete.is_some());
+    }
+
+    #[test]
+    fn a_queue_being_deleted_is_not_archived_and_its_email_says_what_was_archived() {
+        let p = when_live(
+            warned_archiving(),
+            live(QueueKind::Classic, Some(0), true, true),
+            9000,
+            &archiving_policy(),
+        );
+        assert!(p.archive.is_none());
+        assert_eq!(p.stop_archiver, Some(StopReason::Deleting));
+        assert_eq!(p.delete.as_ref().unwrap().archived, 300);
+        let done = settle(p.delete.as_ref().unwrap(), Outcome::Deleted);
+        assert!(matches!(
+            done[0].notice.as_ref().unwrap().about,
+            About::QueueDeleted { archived: 300, .. }
+        ));
+    }
 }

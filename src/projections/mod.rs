@@ -10,6 +10,7 @@
 //! without a database) and writes each changed row once.
 
 pub mod accounts;
+pub mod archives;
 pub mod broker;
 pub mod outbox;
 pub mod queues;
@@ -156,6 +157,8 @@ async fn apply_all(txn: &DatabaseTransaction, batch: &[Applied<'_>]) -> Result<(
     apply_model::<accounts::Accounts>(txn, batch).await?;
     apply_model::<tokens::Tokens>(txn, batch).await?;
     apply_model::<queues::Queues>(txn, batch).await?;
+    apply_model::<archives::Archives>(txn, batch).await?;
+    archives::apply_segments(txn, batch).await?;
     apply_model::<outbox::Outbox>(txn, batch).await?;
     apply_model::<broker::Broker>(txn, batch).await
 }
