@@ -22,6 +22,7 @@ fn seen(i: usize, wave: u64) -> Seen {
         name: format!("queue/acct{}/q{i}", i % 200),
         depth: Some(pulseguardian::domain::Depth::of(messages, 0)),
         consumers: Some((i % 3) as u64),
+        kind: Default::default(),
     }
 }
 

@@ -166,8 +166,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Once::Guarded(r, sent) => {
                 println!(
-                    "guarded {} queues: {} events recorded, {} queues deleted, {} deletions failed; {} emails sent, {} failed",
-                    r.queues, r.events, r.deleted, r.delete_failed, sent.sent, sent.failed
+                    "guarded {} queues: {} events recorded, {} queues deleted, {} deletions failed, {} messages archived; {} emails sent, {} failed",
+                    r.queues, r.events, r.deleted, r.delete_failed, r.archived, sent.sent, sent.failed
                 );
                 Ok(ExitCode::SUCCESS)
             }

@@ -4,6 +4,7 @@
 //! integration tests can build the same application.
 
 pub mod app;
+pub mod archive;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -239,7 +239,9 @@ pub async fn guardian_once(ctx: &Context) -> anyhow::Result<Once> {
         // A fresh guardian has no outage to back off from.
         Ok(Outcome::BackingOff) => Ok(Once::Standby),
         Ok(Outcome::BrokerDown(e)) => Ok(Once::BrokerDown(e)),
-        Ok(Outcome::Guarded(r)) => {
+        Ok(Outcome::Guarded(mut r)) => {
+            // The archiving this cycle decided is carried out before the process exits.
+            r.archived = guardian.finish_archiving().await;
             let holder = guardian.holder().await;
             match dispatch::due(ctx, &guardian, &holder, chrono::Utc::now()).await {
                 Ok(sent) => Ok(Once::Guarded(r, sent)),

@@ -4,6 +4,7 @@
 //! web pages, the API and the command line are thin callers of these.
 
 pub mod accounts;
+pub mod archives;
 pub mod audit;
 mod error;
 pub mod queues;
@@ -42,6 +43,10 @@ pub struct Context {
     pub records: crate::projections::queues::RecordsCache,
     pub signin: Arc<signin::SignInState>,
     pub owner_emails: Arc<accounts::OwnerEmails>,
+    /// Where archived messages are stored.
+    pub archive: Arc<dyn crate::archive::Store>,
+    /// RabbitMQ over AMQP (archiving and re-publishing).
+    pub amqp: crate::rabbit::amqp::Amqp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +70,10 @@ impl Context {
         crate::db::migrate(&db)
             .await
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let archive = crate::archive::store::open(&config).map_err(|e| anyhow::anyhow!("archive storage: {e}"))?;
         Ok(Context {
+            archive,
+            amqp: crate::rabbit::amqp::Amqp::new(config.rabbit_amqp_url.expose()),
             broker: Arc::new(ManagementClient::from_config(&config)),
             mailer: Mailer::from_config(&config),
             chain: audit::ChainStatus::default(),

@@ -36,6 +36,16 @@ pub enum Action<'a> {
     },
     /// Per-queue unbounded flag and sizes.
     SetQueuePolicy,
+    /// Download a queue's archive (it outlives the queue).
+    ReadArchive {
+        owner: Option<&'a str>,
+    },
+    /// Publish a queue's archived messages back into it.
+    RepublishArchive {
+        owner: Option<&'a str>,
+    },
+    /// Remove a queue's archive before its retention ends.
+    PurgeArchive,
     /// See every queue, unfiltered by ownership.
     ViewAllQueues,
     CreateAccount,
@@ -64,7 +74,9 @@ impl Principal {
         match action {
             Action::ViewQueue { owner } => self.auditor || self.owns(owner),
             Action::DeleteQueue { owner } => self.owns(owner),
-            Action::SetQueuePolicy | Action::ManageRoles => false,
+            Action::ReadArchive { owner } => self.auditor || self.owns(owner),
+            Action::RepublishArchive { owner } => self.owns(owner),
+            Action::SetQueuePolicy | Action::ManageRoles | Action::PurgeArchive => false,
             Action::ViewAllQueues | Action::ViewAllAccounts | Action::ViewAudit | Action::ViewPeople => self.auditor,
             // Only people whose address is proven may make accounts (their emails must
             // arrive); auditors change nothing.
@@ -143,6 +155,12 @@ mod tests {
         assert!(!p.may(Action::ViewAudit));
         assert!(!p.may(Action::SetQueuePolicy));
         assert!(!p.may(Action::ViewAllQueues));
+        assert!(p.may(Action::ReadArchive { owner: Some("alice") }));
+        assert!(!p.may(Action::ReadArchive { owner: Some("bob") }));
+        assert!(!p.may(Action::ReadArchive { owner: None }));
+        assert!(p.may(Action::RepublishArchive { owner: Some("alice") }));
+        assert!(!p.may(Action::RepublishArchive { owner: Some("bob") }));
+        assert!(!p.may(Action::PurgeArchive));
         assert!(p.may(Action::CreateAccount));
         let unverified = Principal { verified: false, ..p };
         assert!(!unverified.may(Action::CreateAccount));
@@ -161,6 +179,9 @@ mod tests {
         assert!(!a.may(Action::ManageRoles));
         assert!(!a.may(Action::SetQueuePolicy));
         assert!(!a.may(Action::CreateAccount));
+        assert!(a.may(Action::ReadArchive { owner: Some("bob") }));
+        assert!(!a.may(Action::RepublishArchive { owner: Some("bob") }));
+        assert!(!a.may(Action::PurgeArchive));
     }
 
     #[test]

@@ -18,9 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::event::{ArchiveStopped, Event, MessagesArchived};
-use super::names::QueueRef;
-
 /// Why archiving a queue stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -297,32 +294,6 @@ pub struct Segment {
     pub bytes: u64,
     pub checksum: String,
     pub duplicates: u64,
-}
-
-/// The record of a segment written to storage.
-pub fn archived(queue: &QueueRef, s: &Segment) -> Event {
-    Event::MessagesArchived(MessagesArchived {
-        vhost: queue.vhost.clone(),
-        name: queue.name.clone(),
-        segment: s.key.clone(),
-        first: s.first,
-        last: s.last,
-        count: s.count,
-        bytes: s.bytes,
-        checksum: s.checksum.clone(),
-        duplicates: s.duplicates,
-    })
-}
-
-/// The record of an archiver stopping, with the messages archived in the excursion.
-pub fn stopped(queue: &QueueRef, archived: u64, reason: StopReason, error: Option<String>) -> Event {
-    Event::ArchiveStopped(ArchiveStopped {
-        vhost: queue.vhost.clone(),
-        name: queue.name.clone(),
-        archived,
-        reason,
-        error,
-    })
 }
 
 #[cfg(test)]

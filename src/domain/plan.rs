@@ -21,10 +21,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::archive::{self, Mandate, StopReason};
+use super::archive::{Mandate, Segment, StopReason};
 use super::event::{
-    ArchiveStarted, BrokerRecovered, BrokerUnreachable, Event, QueueDeleteFailed, QueueDeleted, QueueDeletionDecided,
-    QueueRecovered, QueueWarned,
+    ArchiveStarted, ArchiveStopped, BrokerRecovered, BrokerUnreachable, Event, MessagesArchived, QueueDeleteFailed,
+    QueueDeleted, QueueDeletionDecided, QueueRecovered, QueueWarned,
 };
 use super::names::QueueRef;
 use super::notice::{About, Notice};
@@ -352,13 +352,39 @@ fn stop_archiving(out: &mut Plan, q: Queue<'_>, reason: StopReason) {
     if q.live.archiver_running {
         out.stop_archiver = Some(reason);
     } else {
-        out.record.push(Planned::quiet(archive::stopped(
+        out.record.push(Planned::quiet(stopped(
             q.queue,
             q.state.archived_in_excursion,
             reason,
             None,
         )));
     }
+}
+
+/// The record of a segment written to storage.
+pub fn archived(queue: &QueueRef, s: &Segment) -> Event {
+    Event::MessagesArchived(MessagesArchived {
+        vhost: queue.vhost.clone(),
+        name: queue.name.clone(),
+        segment: s.key.clone(),
+        first: s.first,
+        last: s.last,
+        count: s.count,
+        bytes: s.bytes,
+        checksum: s.checksum.clone(),
+        duplicates: s.duplicates,
+    })
+}
+
+/// The record of an archiver stopping, with the messages archived in the excursion.
+pub fn stopped(queue: &QueueRef, archived: u64, reason: StopReason, error: Option<String>) -> Event {
+    Event::ArchiveStopped(ArchiveStopped {
+        vhost: queue.vhost.clone(),
+        name: queue.name.clone(),
+        archived,
+        reason,
+        error,
+    })
 }
 
 /// How a deletion went.

@@ -12,6 +12,7 @@
 //!
 //! [`dispatch`] sends the outbox's emails, fenced the same way.
 
+pub mod archiver;
 pub mod dispatch;
 pub mod lock;
 
@@ -25,11 +26,12 @@ use tokio::sync::Mutex;
 use crate::app::{Context, Fence, RecordError};
 use crate::db;
 use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Seen};
-use crate::domain::{Actor, Ownership, QueueRef};
+use crate::domain::{Actor, Ownership, QueueKind, QueueRef};
 use crate::events::{NewEvent, store};
 use crate::observations::samples::Sampler;
 use crate::observations::{self, Snapshot};
 use crate::projections;
+use crate::rabbit::amqp::ARCHIVER_TAG_PREFIX;
 use crate::rabbit::{BrokerError, Deleted, QueueDepth};
 use lock::GuardianLock;
 
@@ -58,6 +60,8 @@ pub struct Report {
     pub events: usize,
     pub deleted: usize,
     pub delete_failed: usize,
+    /// Messages archived (by `guardian --once`, which waits for its archivers).
+    pub archived: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +89,7 @@ struct RunState {
 /// The guardian of one process.
 pub struct Guardian {
     ctx: Context,
+    archivers: archiver::Archivers,
     lock: Mutex<GuardianLock>,
     run: Mutex<RunState>,
     active: AtomicBool,
@@ -101,6 +106,7 @@ impl Guardian {
     pub fn new(ctx: Context) -> Guardian {
         Guardian {
             lock: Mutex::new(GuardianLock::for_database(&ctx.config.database_url)),
+            archivers: archiver::Archivers::new(ctx.clone()),
             ctx,
             run: Mutex::new(RunState::default()),
             active: AtomicBool::new(false),
@@ -122,9 +128,17 @@ impl Guardian {
         self.lock.lock().await.holder().to_owned()
     }
 
-    /// Lets another process take over (at shutdown).
+    /// Lets another process take over (at shutdown): archivers halt first, leaving
+    /// archiving on record for the next guardian.
     pub async fn release(&self) {
+        self.archivers.halt().await;
         self.lock.lock().await.release().await;
+    }
+
+    /// Waits for the archiving this guardian's cycles started (`guardian --once`); the
+    /// messages archived.
+    pub async fn finish_archiving(&self) -> u64 {
+        self.archivers.finish().await
     }
 
     /// One cycle. Cycles of one guardian never overlap.
@@ -158,7 +172,7 @@ impl Guardian {
             }
         };
         self.broker_up(&mut run, epoch).await?;
-        let report = self.guard(epoch, &observed).await?;
+        let report = self.guard(epoch, &observed, &run.consumers).await?;
 
         run.cycle += 1;
         let queues = observed
@@ -168,6 +182,7 @@ impl Guardian {
                 vhost: q.vhost,
                 name: q.name,
                 depth: q.depth,
+                kind: q.kind,
             })
             .collect::<Vec<_>>();
         run.sampler
@@ -205,7 +220,11 @@ impl Guardian {
             for v in vhosts {
                 match broker.consumers(v).await {
                     Ok(list) => {
-                        for c in list {
+                        // The guardian's own archivers are not the owner's consumers.
+                        for c in list
+                            .into_iter()
+                            .filter(|c| !c.consumer_tag.starts_with(ARCHIVER_TAG_PREFIX))
+                        {
                             *counts.entry((v.clone(), c.queue)).or_insert(0) += 1;
                         }
                     }
@@ -271,32 +290,21 @@ impl Guardian {
     /// Appends `batch` if this guardian's epoch is still the lease's, in one transaction
     /// with the check; then brings the read models up to date.
     async fn record(&self, epoch: i64, batch: Vec<NewEvent>) -> Result<(), GuardianError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let db = &self.ctx.db;
-        let fenced = db::retry("guardian append", || async {
-            let txn = db::begin_write(db).await?;
-            if !lock::fenced_in(&txn, epoch).await? {
-                txn.rollback().await?;
-                return Ok::<bool, crate::events::AppendError>(false);
-            }
-            store::append_in(&txn, batch.clone()).await?;
-            txn.commit().await?;
-            Ok(true)
-        })
-        .await
-        .map_err(RecordError::from)?;
-        if !fenced {
+        if append_fenced(&self.ctx, epoch, batch).await? {
+            Ok(())
+        } else {
             tracing::warn!("the guardian lock was lost: this guardian's decisions were not recorded");
-            return Err(GuardianError::Fenced);
+            Err(GuardianError::Fenced)
         }
-        self.ctx.catch_up().await;
-        Ok(())
     }
 
     /// Plans every queue, records the plan, acts, records the outcomes.
-    async fn guard(&self, epoch: i64, observed: &[QueueDepth]) -> Result<Report, GuardianError> {
+    async fn guard(
+        &self,
+        epoch: i64,
+        observed: &[QueueDepth],
+        consumers: &HashMap<(String, String), u64>,
+    ) -> Result<Report, GuardianError> {
         let now = Utc::now();
         let db = &self.ctx.db;
         let records = projections::queues::all(db).await?;
@@ -308,7 +316,16 @@ impl Guardian {
 
         let mut batch = Vec::new();
         let mut deletions: Vec<Deletion> = Vec::new();
-        let mut planned = |queue: &QueueRef, rec: Option<&projections::queues::QueueRecord>, seen: Seen| {
+        let mut orders = Vec::new();
+        let mut stops = Vec::new();
+        let archivers = &self.archivers;
+        archivers.prepare().await;
+        let storage_ok = archivers.storage_ok();
+        let mut planned = |queue: &QueueRef,
+                           rec: Option<&projections::queues::QueueRecord>,
+                           seen: Seen,
+                           kind: QueueKind,
+                           consumers: Option<u64>| {
             let state = rec.map(|r| r.state()).unwrap_or_default();
             let owner = Ownership::of(queue, &accounts, reserved);
             let to = owner.account().and_then(|a| recipients.get(a)).unwrap_or(&none);
@@ -318,7 +335,12 @@ impl Guardian {
                     state: &state,
                     owner: &owner,
                     recipients: to,
-                    live: Live::default(),
+                    live: Live {
+                        kind,
+                        consumers,
+                        archiver_running: archivers.running(queue),
+                        storage_ok,
+                    },
                 },
                 seen,
                 &policy,
@@ -328,6 +350,10 @@ impl Guardian {
                 batch.extend(self.events(&queue.stream(), p.record));
             }
             deletions.extend(p.delete);
+            orders.extend(p.archive);
+            if let Some(reason) = p.stop_archiver {
+                stops.push((queue.clone(), reason));
+            }
         };
         let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(observed.len());
         for q in observed {
@@ -337,12 +363,13 @@ impl Guardian {
                 Some(d) => Seen::Depth(d),
                 None => Seen::Unknown,
             };
-            planned(&queue, records.get(&q.vhost, &q.name), how);
+            let consumers = consumers.get(&(q.vhost.clone(), q.name.clone())).copied();
+            planned(&queue, records.get(&q.vhost, &q.name), how, q.kind, consumers);
         }
-        // Deletions pending for queues that are no longer there.
+        // Deletions pending, and archiving on record, for queues no longer there.
         for (queue, rec) in records.iter() {
-            if rec.delete_pending && !seen.contains(&(queue.vhost.as_str(), queue.name.as_str())) {
-                planned(&queue, Some(rec), Seen::Gone);
+            if (rec.delete_pending || rec.archiving) && !seen.contains(&(queue.vhost.as_str(), queue.name.as_str())) {
+                planned(&queue, Some(rec), Seen::Gone, QueueKind::Classic, None);
             }
         }
         let mut report = Report {
@@ -353,6 +380,12 @@ impl Guardian {
         self.record(epoch, batch).await?;
         crate::app::fault_point("after-decisions");
         crate::app::pause_point("after-decisions").await;
+        for (queue, reason) in stops {
+            archivers.stop(&queue, reason);
+        }
+        for order in orders {
+            archivers.order(order, epoch);
+        }
 
         let mut outcomes = Vec::new();
         for d in deletions {
@@ -380,6 +413,31 @@ impl Guardian {
         self.record(epoch, outcomes).await?;
         Ok(report)
     }
+}
+
+/// Appends `batch` if the guardian lock is still at `epoch`, in one transaction with the
+/// check, then brings the read models up to date; false (nothing appended) if the lock
+/// moved.
+pub(crate) async fn append_fenced(ctx: &Context, epoch: i64, batch: Vec<NewEvent>) -> Result<bool, RecordError> {
+    if batch.is_empty() {
+        return Ok(true);
+    }
+    let db = &ctx.db;
+    let fenced = db::retry("guardian append", || async {
+        let txn = db::begin_write(db).await?;
+        if !lock::fenced_in(&txn, epoch).await? {
+            txn.rollback().await?;
+            return Ok::<bool, crate::events::AppendError>(false);
+        }
+        store::append_in(&txn, batch.clone()).await?;
+        txn.commit().await?;
+        Ok(true)
+    })
+    .await?;
+    if fenced {
+        ctx.catch_up().await;
+    }
+    Ok(fenced)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 use serde::{Deserialize, Serialize};
 
 use crate::db;
-use crate::domain::Depth;
+use crate::domain::{Depth, QueueKind};
 
 pub use cache::SnapshotCache;
 
@@ -27,6 +27,13 @@ pub struct Seen {
     /// `None`: not read yet.
     #[serde(rename = "c")]
     pub consumers: Option<u64>,
+    /// Its type; classic when not written.
+    #[serde(rename = "t", default, skip_serializing_if = "is_classic")]
+    pub kind: QueueKind,
+}
+
+fn is_classic(k: &QueueKind) -> bool {
+    *k == QueueKind::Classic
 }
 
 impl Seen {
@@ -150,6 +157,7 @@ mod tests {
             name: "q".into(),
             depth: Some(Depth::of(3, 1)),
             consumers: Some(2),
+            kind: QueueKind::Classic,
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(json, r#"{"v":"/","n":"q","d":[4,3,1],"c":2}"#);

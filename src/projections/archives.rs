@@ -293,18 +293,18 @@ pub async fn segments_after(
     rows.iter().map(segment_of).collect()
 }
 
-/// The newest segment of a queue's archive.
-pub async fn last_segment(db: &impl ConnectionTrait, q: &QueueRef) -> Result<Option<SegmentRecord>, DbErr> {
-    let row = db
-        .query_one_raw(stmt(
+/// The newest `n` segments of a queue's archive, newest first.
+pub async fn last_segments(db: &impl ConnectionTrait, q: &QueueRef, n: u64) -> Result<Vec<SegmentRecord>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
             db.get_database_backend(),
             format!(
-                "SELECT {SEGMENT_COLS} FROM archive_segments WHERE vhost = ? AND name = ? ORDER BY first DESC LIMIT 1"
+                "SELECT {SEGMENT_COLS} FROM archive_segments WHERE vhost = ? AND name = ? ORDER BY first DESC LIMIT {n}"
             ),
             [q.vhost.as_str().into(), q.name.as_str().into()],
         ))
         .await?;
-    row.as_ref().map(segment_of).transpose()
+    rows.iter().map(segment_of).collect()
 }
 
 /// What a purge of a queue's archive through some position removes.

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{Binding, Broker, BrokerError, Consumer, Deleted, Permissions, QueueDepth};
 use crate::config::{Config, Secret};
-use crate::domain::{Depth, encode_segment};
+use crate::domain::{Depth, QueueKind, encode_segment};
 
 #[derive(Clone)]
 pub struct ManagementClient {
@@ -164,6 +164,8 @@ struct RawDepth {
     messages: Option<u64>,
     messages_ready: Option<u64>,
     messages_unacknowledged: Option<u64>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 impl RawDepth {
@@ -173,6 +175,7 @@ impl RawDepth {
         QueueDepth {
             vhost: self.vhost.unwrap_or_else(|| vhost.to_owned()),
             name: self.name,
+            kind: self.kind.as_deref().map(QueueKind::parse).unwrap_or_default(),
             depth: self.messages.map(|m| {
                 let unacked = self.messages_unacknowledged.unwrap_or(0).min(m);
                 let ready = self.messages_ready.unwrap_or(m - unacked);
@@ -220,7 +223,7 @@ impl Broker for ManagementClient {
         let raw: Vec<RawDepth> = self
             .get(
                 &["queues", vhost],
-                "disable_stats=true&enable_queue_totals=true&columns=name,vhost,messages,messages_ready,messages_unacknowledged",
+                "disable_stats=true&enable_queue_totals=true&columns=name,vhost,type,messages,messages_ready,messages_unacknowledged",
             )
             .await?;
         Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
@@ -228,7 +231,11 @@ impl Broker for ManagementClient {
 
     async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError> {
         let raw: Option<RawDepth> = self
-            .get_opt(&["queues", vhost, queue], "disable_stats=true&enable_queue_totals=true")
+            // With statistics: without them a quorum queue's counts are left out.
+            .get_opt(
+                &["queues", vhost, queue],
+                "columns=name,vhost,type,messages,messages_ready,messages_unacknowledged",
+            )
             .await?;
         Ok(raw.map(|q| q.into_depth(vhost)))
     }

@@ -1,12 +1,13 @@
 //! Talking to RabbitMQ: the [`Broker`] trait the guardian and the application use, and
 //! its implementation over the management HTTP API.
 
+pub mod amqp;
 pub mod management;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Depth;
 pub use crate::domain::accounts::Permissions;
+use crate::domain::{Depth, QueueKind};
 pub use management::ManagementClient;
 
 /// The depth of one queue as the broker reports it: `None` when the broker does not know
@@ -16,6 +17,9 @@ pub struct QueueDepth {
     pub vhost: String,
     pub name: String,
     pub depth: Option<Depth>,
+    /// Its type (`classic` when the broker does not say).
+    #[serde(default)]
+    pub kind: QueueKind,
 }
 
 /// One consumer of a queue.

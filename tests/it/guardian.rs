@@ -52,7 +52,7 @@ async fn world(backend: Backend, extra: &[(&str, &str)]) -> World {
     }
 }
 
-async fn account(t: &TestApp, name: &str, owners: &[&str], verified: &[&str]) {
+pub async fn account(t: &TestApp, name: &str, owners: &[&str], verified: &[&str]) {
     let mut batch = vec![NewEvent::new(
         format!("account/{name}"),
         Event::AccountCreated(AccountCreated {
@@ -92,7 +92,11 @@ async fn events_of(w: &World, kind: &str) -> Vec<StoredEvent> {
 }
 
 async fn send_emails(w: &World) -> dispatch::Dispatched {
-    dispatch::due(&w.t.app, &crate::support::Held, "test", chrono::Utc::now())
+    send_emails_of(&w.t).await
+}
+
+pub async fn send_emails_of(t: &TestApp) -> dispatch::Dispatched {
+    dispatch::due(&t.app, &crate::support::Held, "test", chrono::Utc::now())
         .await
         .unwrap()
 }

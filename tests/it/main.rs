@@ -8,7 +8,10 @@ mod rabbit;
 mod support;
 
 mod accounts;
+mod amqp;
 mod api;
+mod archive;
+mod archive_store;
 mod cli;
 mod contention;
 mod dashboard;

@@ -42,6 +42,8 @@ pub struct TestDb {
     pub url: String,
     mysql_name: Option<String>,
     _dir: Option<tempfile::TempDir>,
+    /// The archive directory of this test (`ARCHIVE_DIR` unless the test sets one).
+    pub archive: tempfile::TempDir,
 }
 
 impl TestDb {
@@ -60,6 +62,7 @@ impl TestDb {
                     url: format!("{}/{name}", mysql_base()),
                     mysql_name: Some(name),
                     _dir: None,
+                    archive: tempfile::tempdir().expect("temp dir"),
                 }
             }
             Backend::Sqlite => {
@@ -69,6 +72,7 @@ impl TestDb {
                     url,
                     mysql_name: None,
                     _dir: Some(dir),
+                    archive: tempfile::tempdir().expect("temp dir"),
                 }
             }
         }
@@ -95,6 +99,7 @@ pub fn config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
     let mut vars: HashMap<String, String> = HashMap::new();
     vars.insert("DATABASE_URL".into(), db.url.clone());
     vars.insert("BIND".into(), "127.0.0.1:0".into());
+    vars.insert("ARCHIVE_DIR".into(), db.archive.path().display().to_string());
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
     }
