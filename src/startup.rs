@@ -157,6 +157,7 @@ async fn jobs(ctx: &Context, guardian: Option<Arc<Guardian>>) -> anyhow::Result<
                 })?)
                 .await?;
             let c = ctx.clone();
+            let ga = g.clone();
             sched
                 .add(every(OUTBOX_SCHEDULE, "outbox", move || {
                     let c = c.clone();
@@ -168,6 +169,25 @@ async fn jobs(ctx: &Context, guardian: Option<Arc<Guardian>>) -> anyhow::Result<
                         let holder = g.holder().await;
                         if let Err(e) = dispatch::due(&c, g.as_ref(), &holder, chrono::Utc::now()).await {
                             tracing::warn!(error = %e, "outbox dispatch failed; will try again");
+                        }
+                    }
+                })?)
+                .await?;
+            // Archive retention and the sweep of unrecorded segment files: by the active
+            // guardian only, so replicas do not purge the same segments.
+            let c = ctx.clone();
+            sched
+                .add(every(PRUNE_SCHEDULE, "archive retention", move || {
+                    let c = c.clone();
+                    let g = ga.clone();
+                    async move {
+                        if !g.is_active() {
+                            return;
+                        }
+                        match app::archives::expire(&c, chrono::Utc::now()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(messages = n, "archived messages past their retention removed"),
+                            Err(e) => tracing::warn!(error = %e, "archive retention failed; will try again"),
                         }
                     }
                 })?)

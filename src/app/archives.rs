@@ -250,23 +250,6 @@ pub async fn republish(ctx: &Context, who: &Principal, q: &QueueRef) -> Result<R
             note: None,
         });
     }
-    let Some(now) = ctx.broker.queue(&q.vhost, &q.name).await? else {
-        return Err(AppError::Conflict(
-            "the queue is not on the broker: declare it again, then re-publish".into(),
-        ));
-    };
-    let eff = ctx.policy().effective(&queue.state().overrides);
-    let limit = eff.archive_size.unwrap_or(eff.del_size);
-    let depth = now.depth.map_or(0, |d| d.messages);
-    let room = limit.saturating_sub(depth);
-    if room == 0 {
-        return Err(AppError::Conflict(format!(
-            "the queue holds {depth} messages and archives above {limit}: nothing fits back in now; \
-             consume some, then re-publish"
-        )));
-    }
-    let budget = room.min(unpublished);
-
     let conn = ctx
         .amqp
         .connect(&q.vhost)
@@ -275,6 +258,28 @@ pub async fn republish(ctx: &Context, who: &Principal, q: &QueueRef) -> Result<R
     let ch = crate::rabbit::amqp::confirming(&conn)
         .await
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    // The broker's own count now (the management API's can be seconds old).
+    let depth = match crate::rabbit::amqp::depth(&ch, &q.name).await {
+        Ok((ready, _)) => u64::from(ready),
+        Err(e) if e.is_queue_gone() => {
+            return Err(AppError::Conflict(
+                "the queue is not on the broker: declare it again, then re-publish".into(),
+            ));
+        }
+        Err(e) => return Err(AppError::Unavailable(e.to_string())),
+    };
+    let eff = ctx.policy().effective(&queue.state().overrides);
+    let limit = eff.archive_size.unwrap_or(eff.del_size);
+    let room = limit.saturating_sub(depth);
+    if room == 0 {
+        let _ = conn.close(200, "nothing fits".into()).await;
+        return Err(AppError::Conflict(format!(
+            "the queue holds {depth} ready messages and archives above {limit}: nothing fits back in now; \
+             consume some, then re-publish"
+        )));
+    }
+    let budget = room.min(unpublished);
+
     let mut published = 0u64;
     let mut to = record.republished_to.max(record.purged_through);
     let mut chunk = Vec::with_capacity(REPUBLISH_CHUNK);

@@ -12,7 +12,7 @@ use super::{AppError, Context};
 use crate::auth::{Action, Principal};
 use crate::domain::event::{Event, QueueDeletedByUser, QueuePolicySet};
 use crate::domain::policy::Overrides;
-use crate::domain::{Depth, QueueRef, QueueStatus, owner_of, parse_size};
+use crate::domain::{Depth, QueueKind, QueueRef, QueueStatus, owner_of, parse_size};
 use crate::events::{NewEvent, store};
 
 pub use crate::events::StoredEvent as RecordedEvent;
@@ -39,9 +39,19 @@ pub struct QueueView {
     pub unbounded: bool,
     pub warn_size: u64,
     pub del_size: u64,
+    /// The archive size in force for this queue (`None`: not archived).
     pub archive_size: Option<u64>,
     pub last_action: Option<String>,
     pub last_action_at: Option<String>,
+    /// `classic`, `quorum`, `stream` (or `other`, for a plugin's type).
+    #[serde(rename = "type")]
+    pub kind: QueueKind,
+    /// The guardian is moving its oldest messages to the archive now.
+    pub archiving: bool,
+    /// Archived only while nobody else consumes it.
+    pub archive_when_idle: bool,
+    /// Messages in its archive.
+    pub archived: u64,
 }
 
 impl QueueView {
@@ -57,13 +67,19 @@ fn view(
     name: &str,
     depth: Option<Depth>,
     consumers: Option<u64>,
+    kind: QueueKind,
     rec: Option<&QueueRecord>,
 ) -> QueueView {
     let c = &ctx.config;
     let owner = owner_of(name);
     let reserved = owner.is_some_and(|o| ctx.reserved(o));
     let rec = rec.cloned().unwrap_or_default();
+    let eff = ctx.policy().effective(&rec.state().overrides);
     QueueView {
+        kind,
+        archiving: rec.archiving,
+        archive_when_idle: eff.when_idle,
+        archived: 0,
         owner: owner.map(str::to_owned),
         vhost: vhost.to_owned(),
         name: name.to_owned(),
@@ -76,14 +92,14 @@ fn view(
         unbounded: rec.unbounded,
         warn_size: rec.warn_size.unwrap_or(c.warn_queue_size),
         del_size: rec.del_size.unwrap_or(c.del_queue_size),
-        archive_size: c.archive_queue_size,
+        archive_size: eff.archive_size.filter(|_| kind.archivable()),
         last_action: rec.last_action,
         last_action_at: rec.last_action_at,
     }
 }
 
 fn seen_view(ctx: &Context, s: &Seen, rec: Option<&QueueRecord>) -> QueueView {
-    view(ctx, &s.vhost, &s.name, s.depth, s.consumers, rec)
+    view(ctx, &s.vhost, &s.name, s.depth, s.consumers, s.kind, rec)
 }
 
 /// The latest observation with the records, from which the pages pick what they show
@@ -123,7 +139,15 @@ impl Listing {
 /// Every queue `who` may see, as last observed, by vhost and name (the API).
 pub async fn all_visible(ctx: &Context, who: &Principal) -> Result<Vec<QueueView>, AppError> {
     let listing = Listing::load(ctx).await?;
-    let mut out: Vec<QueueView> = listing.visible(who).map(|(s, r)| seen_view(ctx, s, r)).collect();
+    let held = crate::projections::archives::held(&ctx.db).await?;
+    let mut out: Vec<QueueView> = listing
+        .visible(who)
+        .map(|(s, r)| {
+            let mut v = seen_view(ctx, s, r);
+            v.archived = held.get(&(v.vhost.clone(), v.name.clone())).copied().unwrap_or(0);
+            v
+        })
+        .collect();
     out.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
     Ok(out)
 }
@@ -245,7 +269,7 @@ async fn current(ctx: &Context, q: &QueueRef, rec: Option<&QueueRecord>) -> Resu
         return Ok(Some(seen_view(ctx, s, rec)));
     }
     match ctx.broker.queue(&q.vhost, &q.name).await {
-        Ok(found) => Ok(found.map(|d| view(ctx, &d.vhost, &d.name, d.depth, None, rec))),
+        Ok(found) => Ok(found.map(|d| view(ctx, &d.vhost, &d.name, d.depth, None, d.kind, rec))),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the queue from the broker");
             Ok(None)
@@ -277,8 +301,12 @@ pub struct QueuePage {
     pub warn_size: u64,
     pub del_size: u64,
     pub archive_size: Option<u64>,
+    /// What its archive holds (`None`: it has none, or `who` may not read it).
+    pub archive: Option<super::archives::ArchiveSummary>,
     pub may_delete: bool,
     pub may_set_policy: bool,
+    pub may_republish: bool,
+    pub may_purge: bool,
 }
 
 /// One queue's page, if `who` may see it and it is on the broker or has a history.
@@ -314,9 +342,18 @@ pub async fn page(ctx: &Context, who: &Principal, q: &QueueRef, now: i64) -> Res
         reserved: q.owner_name().is_some_and(|o| ctx.reserved(o)),
         warn_size: record.warn_size.unwrap_or(c.warn_queue_size),
         del_size: record.del_size.unwrap_or(c.del_queue_size),
-        archive_size: c.archive_queue_size,
+        archive_size: ctx.policy().effective(&record.state().overrides).archive_size,
+        archive: if who.may(Action::ReadArchive { owner: q.owner_name() }) {
+            crate::projections::archives::one(&ctx.db, q)
+                .await?
+                .map(super::archives::ArchiveSummary::from)
+        } else {
+            None
+        },
         may_delete: view.is_some() && who.may(Action::DeleteQueue { owner: q.owner_name() }),
         may_set_policy: who.may(Action::SetQueuePolicy),
+        may_republish: who.may(Action::RepublishArchive { owner: q.owner_name() }),
+        may_purge: who.may(Action::PurgeArchive),
         queue: q.clone(),
         view,
         record,

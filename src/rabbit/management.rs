@@ -230,14 +230,22 @@ impl Broker for ManagementClient {
     }
 
     async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError> {
-        let raw: Option<RawDepth> = self
-            // With statistics: without them a quorum queue's counts are left out.
-            .get_opt(
-                &["queues", vhost, queue],
-                "columns=name,vhost,type,messages,messages_ready,messages_unacknowledged",
-            )
+        let fresh: Option<RawDepth> = self
+            .get_opt(&["queues", vhost, queue], "disable_stats=true&enable_queue_totals=true")
             .await?;
-        Ok(raw.map(|q| q.into_depth(vhost)))
+        match fresh {
+            Some(q) if q.messages.is_none() => {
+                // A quorum queue's counts come only with the statistics.
+                let with_stats: Option<RawDepth> = self
+                    .get_opt(
+                        &["queues", vhost, queue],
+                        "columns=name,vhost,type,messages,messages_ready,messages_unacknowledged",
+                    )
+                    .await?;
+                Ok(Some(with_stats.unwrap_or(q).into_depth(vhost)))
+            }
+            other => Ok(other.map(|q| q.into_depth(vhost))),
+        }
     }
 
     async fn consumers(&self, vhost: &str) -> Result<Vec<Consumer>, BrokerError> {

@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod api;
+mod archives;
 mod assets;
 mod audit;
 mod auth_pages;
@@ -39,6 +40,8 @@ pub fn routes(ctx: Context, session_key: &[u8], metrics: PrometheusHandle) -> im
         .at("/queues", get(api::list_queues))
         .at("/queues/:vhost/:name", poem::delete(api::delete_queue))
         .at("/events", get(api::events))
+        .at("/archives/:vhost/:name", get(archives::api_download))
+        .at("/archives/:vhost/:name/republish", post(archives::api_republish))
         .catch_error(api::not_found);
     let pages = Route::new()
         .at("/", get(home::index))
@@ -70,6 +73,9 @@ pub fn routes(ctx: Context, session_key: &[u8], metrics: PrometheusHandle) -> im
         .at("/queues/:vhost/:name/live", get(queues::show_live))
         .at("/queues/:vhost/:name/delete", post(queues::delete))
         .at("/queues/:vhost/:name/policy", post(queues::set_policy))
+        .at("/queues/:vhost/:name/archive", get(archives::download))
+        .at("/queues/:vhost/:name/archive/republish", post(archives::republish))
+        .at("/queues/:vhost/:name/archive/purge", post(archives::purge))
         .at("/audit", get(audit::index))
         .at("/audit/rows", get(audit::more))
         .at("/audit/export", get(audit::export))

@@ -133,12 +133,18 @@ pub async fn rows_partial(
     Ok(with_etag(views::table(&list, now, &|p| f.query(p)), &tag))
 }
 
+#[derive(Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
 #[handler]
 pub async fn show(
     Data(ctx): Data<&Context>,
     session: &Session,
     SignedIn(who): SignedIn,
     Path((vhost, name)): Path<(String, String)>,
+    Query(d): Query<Done>,
 ) -> Result<Markup, PageError> {
     let now = chrono::Utc::now().timestamp();
     let q = QueueRef::new(vhost, name);
@@ -147,8 +153,8 @@ pub async fn show(
         &frame(session, Some(who), ctx, "queues"),
         &page,
         now,
-        None,
-        None,
+        views::PolicyErrors::default(),
+        d.done.as_deref(),
     ))
 }
 
@@ -240,7 +246,12 @@ pub async fn set_policy(
             let page = queues::page(ctx, &who, &q, now).await?;
             let error = |field: &str| errors.iter().find(|e| e.field == field).map(|e| e.message.as_str());
             let frame = frame(session, Some(who.clone()), ctx, "queues");
-            let body = views::page(&frame, &page, now, error("warn_size"), error("del_size"));
+            let errors = views::PolicyErrors {
+                warn: error("warn_size"),
+                del: error("del_size"),
+                archive: error("archive_size"),
+            };
+            let body = views::page(&frame, &page, now, errors, None);
             Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
         }
         Err(e) => Err(e.into()),

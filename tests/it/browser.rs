@@ -31,7 +31,11 @@ impl Site {
     /// `PUBLIC_URL` is the server's own address, `SMTP_URL` the sink, `RABBIT_VHOSTS`
     /// the test vhost; `extra` adds to or overrides these.
     pub async fn start(backend: Backend, extra: &[(&str, &str)]) -> Site {
-        let vhost = TestVhost::new().await;
+        Self::start_in(backend, TestVhost::new().await, extra).await
+    }
+
+    /// The same, guarding `vhost`.
+    pub async fn start_in(backend: Backend, vhost: TestVhost, extra: &[(&str, &str)]) -> Site {
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()
             .await

@@ -11,6 +11,7 @@ mod accounts;
 mod amqp;
 mod api;
 mod archive;
+mod archive_api;
 mod archive_store;
 mod cli;
 mod contention;

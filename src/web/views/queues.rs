@@ -6,7 +6,40 @@ use maud::{Markup, html};
 use super::charts::{self, Bands, count};
 use super::layout::{self, Frame};
 use crate::app::queues::{ListPage, QueuePage, QueueView, RecordedEvent};
-use crate::domain::QueueStatus;
+use crate::domain::{QueueKind, QueueStatus, encode_segment};
+
+/// The policy form's errors, by field.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PolicyErrors<'a> {
+    pub warn: Option<&'a str>,
+    pub del: Option<&'a str>,
+    pub archive: Option<&'a str>,
+}
+
+/// Whether and how the queue is archived, in words.
+fn archiving_text(v: &QueueView) -> Markup {
+    html! {
+        @if v.kind == QueueKind::Stream {
+            "never: reading a stream does not shrink it (give it a retention limit instead)"
+        } @else if v.archiving {
+            strong { "now" } ": the oldest messages are moved to the archive until "
+            (count(v.archive_size.unwrap_or(0))) " are ready"
+            @match v.consumers {
+                Some(0) => ", nobody else consumes it",
+                Some(n) => { ", beside " (n) " consumer(s): they would have had those messages next" },
+                None => "",
+            }
+        } @else {
+            @match v.archive_size {
+                Some(a) => {
+                    "above " (count(a)) " ready messages"
+                    @if v.archive_when_idle { ", only while nobody else consumes it" }
+                },
+                None => "off",
+            }
+        }
+    }
+}
 
 /// Seconds between two refreshes of a live part (one guardian cycle by default).
 pub const REFRESH_SECS: u32 = 5;
@@ -192,6 +225,8 @@ pub fn live(v: &QueueView) -> Markup {
                 dt { "Ready / unacked" } dd { (ready_unacked(v)) }
                 dt { "Consumers" } dd { (consumers(v)) }
                 dt { "State" } dd { (state_badge(v)) }
+                dt { "Type" } dd { (v.kind.as_str()) }
+                dt { "Archiving" } dd { (archiving_text(v)) }
             }
         }
     }
@@ -200,6 +235,43 @@ pub fn live(v: &QueueView) -> Markup {
 /// The live part of a queue that is no longer on the broker.
 pub fn live_gone() -> Markup {
     html! { section.card.live #queue-live { p.flash.error { "This queue is no longer on the broker." } } }
+}
+
+/// What the queue's archive holds, its download, re-publishing and purge.
+fn archive_card(frame: &Frame, p: &QueuePage) -> Markup {
+    let q = &p.queue;
+    let api = format!("/api/v1/archives/{}/{}", encode_segment(&q.vhost), encode_segment(&q.name));
+    html! {
+        @if let Some(a) = &p.archive {
+            section.card #archive {
+                h2 { "Archive" }
+                dl.facts {
+                    dt { "Messages" } dd { (count(a.messages)) " in " (count(a.segments)) " segment(s), " (count(a.bytes)) " bytes stored" }
+                    @if let Some(first) = a.first_position { dt { "Positions" } dd { (count(first)) " to " (count(a.last_position)) } }
+                    dt { "Re-published" } dd { @if a.republished_to == 0 { "none yet" } @else { "up to position " (count(a.republished_to)) } }
+                    @if let Some(at) = &a.last_archived_at { dt { "Last archived" } dd { (layout::when(at)) } }
+                }
+                @if a.messages > 0 {
+                    p { a.btn href=(format!("{}/archive", q.path())) download { "Download (NDJSON)" } }
+                    p.hint { "Oldest first, one message per line. Scripts: " code { "GET " (api) "?after=N" } " with an API token resumes after position N." }
+                }
+                @if p.may_republish && a.unpublished > 0 {
+                    form.stack method="post" action=(format!("{}/archive/republish", q.path())) {
+                        (frame.csrf_field())
+                        p.hint { "Publishes the " (count(a.unpublished)) " messages not re-published yet back into the queue, in order, as far as they fit below its archive size." }
+                        button.btn type="submit" { "Re-publish into the queue" }
+                    }
+                }
+                @if p.may_purge && a.messages > 0 {
+                    form.stack method="post" action=(format!("{}/archive/purge", q.path())) {
+                        (frame.csrf_field())
+                        div.field.check { label { input type="checkbox" name="confirm" value="yes" required; " I understand the archived messages are removed for good" } }
+                        button.btn.btn-danger type="submit" { "Purge the archive" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub fn pretty(payload: &str) -> String {
@@ -223,8 +295,9 @@ fn history(events: &[RecordedEvent]) -> Markup {
     }
 }
 
-/// A queue's page. `policy_errors`: the policy form's errors (warn, delete).
-pub fn page(frame: &Frame, p: &QueuePage, now: i64, warn_error: Option<&str>, del_error: Option<&str>) -> Markup {
+/// A queue's page, with the policy form's errors and a line saying what was just done.
+pub fn page(frame: &Frame, p: &QueuePage, now: i64, errors: PolicyErrors<'_>, done: Option<&str>) -> Markup {
+    let (warn_error, del_error) = (errors.warn, errors.del);
     let q = &p.queue;
     let rec = &p.record;
     let since = now - 24 * 3600;
@@ -240,6 +313,7 @@ pub fn page(frame: &Frame, p: &QueuePage, now: i64, warn_error: Option<&str>, de
         html! {
             p.breadcrumb { a href="/queues" { "Queues" } " / vhost " code { (q.vhost) } }
             h1.queue-name { (q.name) }
+            @if let Some(d) = done { p.flash.ok role="status" { (d) } }
             @if p.reserved {
                 p.flash.ok role="status" { "This queue's account is reserved on this broker: the guardian leaves it alone (no warnings, no deletion)." }
             }
@@ -280,7 +354,16 @@ pub fn page(frame: &Frame, p: &QueuePage, now: i64, warn_error: Option<&str>, de
                             dt { "Guardian" } dd { "leaves this queue alone (reserved account)" }
                         } @else {
                             dt { "Warning size" } dd { (count(p.warn_size)) @if rec.warn_size.is_some() { " (this queue's own)" } }
-                            @if let Some(a) = p.archive_size { dt { "Archive size" } dd { (count(a)) } }
+                            dt { "Archive size" } dd {
+                                @match p.archive_size {
+                                    Some(a) => {
+                                        (count(a)) @if rec.archive_size.is_some() { " (this queue's own)" }
+                                        @if rec.archive_when_idle { ", only while nobody else consumes it" }
+                                    },
+                                    None if rec.archive_off => "off for this queue",
+                                    None => "off (no ARCHIVE_QUEUE_SIZE)",
+                                }
+                            }
                             dt { "Deletion size" } dd {
                                 @if rec.unbounded { "never deleted (unbounded)" }
                                 @else { (count(p.del_size)) @if rec.del_size.is_some() { " (this queue's own)" } }
@@ -294,11 +377,15 @@ pub fn page(frame: &Frame, p: &QueuePage, now: i64, warn_error: Option<&str>, de
                             div.field.check { label { input type="checkbox" name="unbounded" value="on" checked[rec.unbounded]; " Unbounded: never delete automatically" } }
                             (layout::field("warn_size", "Own warning size (blank: the default)", "number", &rec.warn_size.map(|v| v.to_string()).unwrap_or_default(), warn_error, None))
                             (layout::field("del_size", "Own deletion size (blank: the default)", "number", &rec.del_size.map(|v| v.to_string()).unwrap_or_default(), del_error, None))
+                            (layout::field("archive_size", "Own archive size (blank: the default)", "number", &rec.archive_size.map(|v| v.to_string()).unwrap_or_default(), errors.archive, Some("Between the warning and the deletion size.")))
+                            div.field.check { label { input type="checkbox" name="archive_off" value="on" checked[rec.archive_off]; " Never archive this queue" } }
+                            div.field.check { label { input type="checkbox" name="archive_when_idle" value="on" checked[rec.archive_when_idle]; " Archive only while nobody else consumes it" } }
                             button.btn type="submit" { "Set policy" }
                         }
                     }
                 }
             }
+            (archive_card(frame, p))
             @if p.may_delete {
                 section.card.danger {
                     h2 { "Delete this queue" }
