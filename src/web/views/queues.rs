@@ -16,6 +16,19 @@ pub struct PolicyErrors<'a> {
     pub archive: Option<&'a str>,
 }
 
+/// How a queue being archived is archived, for the badge's title.
+fn archiving_how(v: &QueueView) -> String {
+    let beside = match v.consumers {
+        Some(0) => "nobody else consumes it".to_owned(),
+        Some(n) => format!("beside {n} consumer(s), who would have had those messages next"),
+        None => "consumers not counted yet".to_owned(),
+    };
+    format!(
+        "the oldest messages are moved to the archive until {} are ready; {beside}",
+        v.archive_size.map(count).unwrap_or_default()
+    )
+}
+
 /// Whether and how the queue is archived, in words.
 fn archiving_text(v: &QueueView) -> Markup {
     html! {
@@ -58,7 +71,7 @@ fn state_badge(v: &QueueView) -> Markup {
         @match v.state {
             QueueStatus::Warned => span.badge.warn { "over warning" },
             QueueStatus::Deleting => span.badge.danger { "being deleted" },
-            QueueStatus::Archiving => span.badge.warn title="the oldest messages are moved to the archive" { "being archived" },
+            QueueStatus::Archiving => span.badge.warn title=(archiving_how(v)) { "being archived" },
             QueueStatus::Unknown => span.badge.muted { "count unknown" },
             QueueStatus::Reserved => span.badge.muted title="its owner is reserved: the guardian leaves it alone" { "not guarded (reserved)" },
             QueueStatus::Normal => span.badge.ok { "normal" },
