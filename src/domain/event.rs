@@ -319,6 +319,9 @@ pub struct ArchiveStopped {
     pub reason: StopReason,
     /// What failed, for a storage failure.
     pub error: Option<String>,
+    /// Redelivered copies of recorded messages dropped since the last segment's record.
+    #[serde(default)]
+    pub duplicates: u64,
 }
 
 /// Archived messages from `first` to `last` (positions) were published back into the

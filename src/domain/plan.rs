@@ -357,6 +357,7 @@ fn stop_archiving(out: &mut Plan, q: Queue<'_>, reason: StopReason) {
             q.state.archived_in_excursion,
             reason,
             None,
+            0,
         )));
     }
 }
@@ -377,13 +378,14 @@ pub fn archived(queue: &QueueRef, s: &Segment) -> Event {
 }
 
 /// The record of an archiver stopping, with the messages archived in the excursion.
-pub fn stopped(queue: &QueueRef, archived: u64, reason: StopReason, error: Option<String>) -> Event {
+pub fn stopped(queue: &QueueRef, archived: u64, reason: StopReason, error: Option<String>, duplicates: u64) -> Event {
     Event::ArchiveStopped(ArchiveStopped {
         vhost: queue.vhost.clone(),
         name: queue.name.clone(),
         archived,
         reason,
         error,
+        duplicates,
     })
 }
 

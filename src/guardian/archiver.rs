@@ -218,6 +218,7 @@ impl Inner {
                     order.archived_before + archived,
                     StopReason::StorageFailure,
                     Some(e.to_string()),
+                    0,
                 );
                 if let Err(e) = self
                     .record(epoch, vec![NewEvent::new(q.stream(), stop, &Actor::Guardian)])
@@ -269,6 +270,28 @@ impl Inner {
         signal: &mut watch::Receiver<Signal>,
         archived: &mut u64,
     ) -> Result<End, RunError> {
+        let mut writing = None;
+        let mut taken = 0;
+        let out = self
+            .steps(order, epoch, signal, archived, &mut writing, &mut taken)
+            .await;
+        if out.is_err() {
+            // The segment being written is recorded (or not) before the run is over: a
+            // next run must see it to number and de-duplicate after it.
+            let _ = settle(&mut writing, archived, &mut taken).await;
+        }
+        out
+    }
+
+    async fn steps(
+        &self,
+        order: &ArchiveOrder,
+        epoch: i64,
+        signal: &mut watch::Receiver<Signal>,
+        archived: &mut u64,
+        writing: &mut Option<JoinHandle<Result<Option<u64>, RunError>>>,
+        taken: &mut u64,
+    ) -> Result<End, RunError> {
         let q = &order.queue;
         let db = &self.ctx.db;
         let ch = self.channel(&q.vhost).await?;
@@ -276,13 +299,13 @@ impl Inner {
         let mut position = held.last_position + 1;
         let mut recent = self.recent(q).await;
         let mut weight = Weight::default();
-        let mut writing: Option<JoinHandle<Result<Option<u64>, RunError>>> = None;
-        let mut taken: u64 = 0;
+        // Dropped copies not yet counted in a record.
+        let mut carried: u64 = 0;
         let run_id = uuid::Uuid::new_v4().simple().to_string();
-        let stop = |reason: StopReason, archived: u64| {
+        let stop = |reason: StopReason, archived: u64, duplicates: u64| {
             NewEvent::new(
                 q.stream(),
-                plan::stopped(q, order.archived_before + archived, reason, None),
+                plan::stopped(q, order.archived_before + archived, reason, None, duplicates),
                 &Actor::Guardian,
             )
         };
@@ -290,7 +313,7 @@ impl Inner {
             let told = *signal.borrow();
             let reason = match told {
                 Signal::Halt => {
-                    settle(&mut writing, archived, &mut taken).await?;
+                    settle(writing, archived, taken).await?;
                     return Ok(End::Halted);
                 }
                 Signal::Stop(r) => Some(r),
@@ -302,10 +325,11 @@ impl Inner {
                     Err(e) if e.is_queue_gone() => StopReason::QueueGone,
                     Err(e) => return Err(e.into()),
                     Ok((ready, consumers)) => {
-                        let in_flight = taken;
+                        // What this run archived, and what it holds being written.
+                        let so_far = *archived + *taken;
                         match archive::next(
                             &order.mandate,
-                            in_flight,
+                            so_far,
                             u64::from(ready),
                             u64::from(consumers),
                             weight.average(),
@@ -334,9 +358,17 @@ impl Inner {
                                     position += 1;
                                 }
                                 drop(batch);
-                                taken += messages.len() as u64;
+                                *taken += messages.len() as u64;
+                                // A batch of dropped copies only is acknowledged with the
+                                // next record, which counts them.
+                                let duplicates = if messages.is_empty() {
+                                    carried += duplicates;
+                                    0
+                                } else {
+                                    duplicates + std::mem::take(&mut carried)
+                                };
                                 // One segment is written while the next is taken.
-                                if !settle(&mut writing, archived, &mut taken).await? {
+                                if !settle(writing, archived, taken).await? {
                                     return Ok(End::Halted);
                                 }
                                 let job = Write {
@@ -348,7 +380,7 @@ impl Inner {
                                     last_tag,
                                     duplicates,
                                 };
-                                writing = Some(tokio::spawn(job.run(messages)));
+                                *writing = Some(tokio::spawn(job.run(messages)));
                                 continue;
                             }
                         }
@@ -356,10 +388,10 @@ impl Inner {
                 },
             };
             // Stopping: the segment being written is recorded first.
-            if !settle(&mut writing, archived, &mut taken).await? {
+            if !settle(writing, archived, taken).await? {
                 return Ok(End::Halted);
             }
-            if !self.record(epoch, vec![stop(reason, *archived)]).await? {
+            if !self.record(epoch, vec![stop(reason, *archived, carried)]).await? {
                 return Ok(End::Halted);
             }
             tracing::info!(vhost = %q.vhost, queue = %q.name, archived = *archived, reason = reason.describe(), "archiving stopped");

@@ -51,7 +51,13 @@ fn filename(q: &QueueRef) -> String {
         .name
         .chars()
         .take(100)
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{safe}.archive.ndjson")
 }
@@ -145,6 +151,9 @@ pub async fn purge(
     let p = archives::purge(ctx, &who, &q).await?;
     Ok(back(
         &q,
-        &format!("The archive was purged: {} messages in {} segments removed.", p.messages, p.segments),
+        &format!(
+            "The archive was purged: {} messages in {} segments removed.",
+            p.messages, p.segments
+        ),
     ))
 }

@@ -12,6 +12,7 @@ mod amqp;
 mod api;
 mod archive;
 mod archive_api;
+mod archive_faults;
 mod archive_store;
 mod cli;
 mod contention;

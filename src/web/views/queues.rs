@@ -253,7 +253,11 @@ pub fn live_gone() -> Markup {
 /// What the queue's archive holds, its download, re-publishing and purge.
 fn archive_card(frame: &Frame, p: &QueuePage) -> Markup {
     let q = &p.queue;
-    let api = format!("/api/v1/archives/{}/{}", encode_segment(&q.vhost), encode_segment(&q.name));
+    let api = format!(
+        "/api/v1/archives/{}/{}",
+        encode_segment(&q.vhost),
+        encode_segment(&q.name)
+    );
     html! {
         @if let Some(a) = &p.archive {
             section.card #archive {
