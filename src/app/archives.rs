@@ -436,8 +436,15 @@ pub async fn sweep(ctx: &Context, now: chrono::DateTime<chrono::Utc>) -> Result<
             Err(e) => tracing::warn!(segment = %key, error = %e, "an unrecorded segment was not removed"),
         }
     }
+    match ctx.archive.remove_leftovers(now - ORPHAN_AGE).await {
+        Ok(n) => swept += n,
+        Err(e) => tracing::warn!(error = %e, "interrupted writes were not removed"),
+    }
     if swept > 0 {
-        tracing::info!(swept, "removed archive segments no event records");
+        tracing::info!(
+            swept,
+            "removed archive segments no event records, and interrupted writes"
+        );
     }
     Ok(swept)
 }

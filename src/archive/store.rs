@@ -51,6 +51,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Writes, reads back and deletes a small probe object: Ok when storage takes
     /// segments now.
     async fn probe(&self) -> Result<(), StoreError>;
+    /// Removes what an interrupted write left (a temporary or probe file) older than
+    /// `before`; how many. Object storage leaves nothing: a PUT is whole or absent.
+    async fn remove_leftovers(&self, _before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// Where it stores, for the log and the pages, never with a secret:
     /// `directory /abs/path` or `s3://bucket/prefix`.
     fn describe(&self) -> String;
@@ -232,8 +238,42 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, DateTime<Utc>)>) -> Resu
     Ok(())
 }
 
+/// Removes the temporary and probe files under `dir` last changed before `before`.
+fn remove_leftovers(dir: &Path, before: std::time::SystemTime) -> Result<u64, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_missing(&e) => return Ok(0),
+        Err(e) => return Err(io_failed("listing", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_failed("listing", dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| io_failed("reading", &path, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if kind.is_dir() && !name.starts_with('.') {
+            removed += remove_leftovers(&path, before)?;
+        } else if kind.is_file() && (name.starts_with(".probe-") || (name.starts_with('.') && name.contains(".tmp-"))) {
+            let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < before);
+            if old {
+                std::fs::remove_file(&path).map_err(|e| io_failed("removing", &path, e))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 #[async_trait::async_trait]
 impl Store for DirStore {
+    async fn remove_leftovers(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = std::time::SystemTime::from(before);
+        self.blocking("removing interrupted writes".to_owned(), move |root| {
+            remove_leftovers(root, before)
+        })
+        .await
+    }
+
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
         check_key(key)?;
         let key = key.to_owned();
@@ -651,6 +691,26 @@ mod tests {
         std::os::unix::fs::symlink("/etc", tmp.path().join("etc")).unwrap();
         let keys: Vec<String> = store.list().await.unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["q/1"]);
+    }
+
+    #[tokio::test]
+    async fn given_interrupted_writes_when_they_are_old_then_they_are_removed_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = DirStore::new(tmp.path());
+        store.put("q/1", bytes("x")).await.unwrap();
+        std::fs::write(tmp.path().join("q/.1.tmp-abc"), b"half").unwrap();
+        std::fs::write(tmp.path().join(".probe-1"), b"").unwrap();
+        std::fs::write(tmp.path().join("q/README.md"), b"").unwrap();
+        let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(store.remove_leftovers(an_hour_ago).await.unwrap(), 0, "too young");
+        let later = Utc::now() + chrono::Duration::seconds(5);
+        assert_eq!(store.remove_leftovers(later).await.unwrap(), 2);
+        assert!(!tmp.path().join("q/.1.tmp-abc").exists() && !tmp.path().join(".probe-1").exists());
+        assert!(
+            tmp.path().join("q/README.md").exists(),
+            "a file the store did not write stays"
+        );
+        assert_eq!(store.get("q/1").await.unwrap(), bytes("x"));
     }
 
     #[tokio::test]
