@@ -27,10 +27,10 @@ e2e:
 services *NAMES:
     scripts/services {{NAMES}}
 
-# Benchmarks (release build). FILTER picks some: append, replay, guardian, web.
+# Benchmarks (release build). FILTER picks some: append, replay, guardian, web, archive.
 bench FILTER="":
     scripts/services mariadb rabbitmq wrk
-    cargo bench --bench event_log --bench guardian --bench web -- {{FILTER}}
+    cargo bench --bench event_log --bench guardian --bench web --bench archive -- {{FILTER}}
 
 fmt:
     cargo fmt --all
