@@ -268,7 +268,7 @@ pub async fn republish(ctx: &Context, who: &Principal, q: &QueueRef) -> Result<R
         }
         Err(e) => return Err(AppError::Unavailable(e.to_string())),
     };
-    let eff = ctx.policy().effective(&queue.state().overrides);
+    let eff = ctx.policy().effective(&queue.overrides());
     let limit = eff.archive_size.unwrap_or(eff.del_size);
     let room = limit.saturating_sub(depth);
     if room == 0 {

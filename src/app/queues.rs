@@ -70,11 +70,10 @@ fn view(
     kind: QueueKind,
     rec: Option<&QueueRecord>,
 ) -> QueueView {
-    let c = &ctx.config;
     let owner = owner_of(name);
     let reserved = owner.is_some_and(|o| ctx.reserved(o));
     let rec = rec.cloned().unwrap_or_default();
-    let eff = ctx.policy().effective(&rec.state().overrides);
+    let eff = ctx.policy().effective(&rec.overrides());
     QueueView {
         kind,
         archiving: rec.archiving,
@@ -90,8 +89,8 @@ fn view(
         state: QueueStatus::of(rec.delete_pending, rec.archiving, rec.warned, depth.is_some(), reserved),
         warned_since: rec.warned.then_some(rec.warned_at).flatten(),
         unbounded: rec.unbounded,
-        warn_size: rec.warn_size.unwrap_or(c.warn_queue_size),
-        del_size: rec.del_size.unwrap_or(c.del_queue_size),
+        warn_size: eff.warn_size,
+        del_size: eff.del_size,
         archive_size: eff.archive_size.filter(|_| kind.archivable()),
         last_action: rec.last_action,
         last_action_at: rec.last_action_at,
@@ -342,7 +341,7 @@ pub async fn page(ctx: &Context, who: &Principal, q: &QueueRef, now: i64) -> Res
         reserved: q.owner_name().is_some_and(|o| ctx.reserved(o)),
         warn_size: record.warn_size.unwrap_or(c.warn_queue_size),
         del_size: record.del_size.unwrap_or(c.del_queue_size),
-        archive_size: ctx.policy().effective(&record.state().overrides).archive_size,
+        archive_size: ctx.policy().effective(&record.overrides()).archive_size,
         archive: if who.may(Action::ReadArchive { owner: q.owner_name() }) {
             crate::projections::archives::one(&ctx.db, q)
                 .await?

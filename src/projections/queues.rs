@@ -49,6 +49,19 @@ pub struct QueueRecord {
 }
 
 impl QueueRecord {
+    /// The per-queue policy an admin set (without reading the rest of the state: the
+    /// pages ask it of every queue they show).
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            unbounded: self.unbounded,
+            warn_size: self.warn_size,
+            del_size: self.del_size,
+            archive_off: self.archive_off,
+            archive_size: self.archive_size,
+            archive_when_idle: self.archive_when_idle,
+        }
+    }
+
     /// What the guardian's rules need of it.
     pub fn state(&self) -> QueueState {
         QueueState {
@@ -62,14 +75,7 @@ impl QueueRecord {
             delete_pending: self.delete_pending,
             delete_failed: self.delete_failed,
             dry_run_flagged: self.dry_run_flagged,
-            overrides: Overrides {
-                unbounded: self.unbounded,
-                warn_size: self.warn_size,
-                del_size: self.del_size,
-                archive_off: self.archive_off,
-                archive_size: self.archive_size,
-                archive_when_idle: self.archive_when_idle,
-            },
+            overrides: self.overrides(),
             last_messages: self.last_messages,
             archiving: self.archiving,
             archived_in_excursion: self.archived_in_excursion,

@@ -63,7 +63,7 @@ fn queue_path(vhost: &str, name: &str) -> String {
     format!("/api/v1/queues/{}/{}", encode_segment(vhost), encode_segment(name))
 }
 
-async fn create_account(b: &Browser, name: &str, owner: &str) {
+pub async fn create_account(b: &Browser, name: &str, owner: &str) {
     let p = b
         .post_form(
             "/accounts",

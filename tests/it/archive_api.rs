@@ -6,6 +6,7 @@
 use pulseguardian::domain::encode_segment;
 use pulseguardian::guardian::Guardian;
 
+use crate::api::create_account;
 use crate::archive::{assert_is, drain, publish, ready};
 use crate::browser::Site;
 use crate::mailbox;
@@ -13,8 +14,6 @@ use crate::on_both;
 use crate::rabbit::TestVhost;
 use crate::rabbit::amqp::connect;
 use crate::support::Backend;
-
-const PASSWORD: &str = "correct horse battery";
 
 /// The longest queue name of account `account`: 255 bytes of the worst characters.
 fn hostile_queue(account: &str) -> String {
@@ -100,18 +99,7 @@ async fn archives_over_http_for_their_readers_only(backend: Backend) {
     let alice = mailbox::address("alice");
     let a = site.person(&alice).await;
     let account = site.name("arch");
-    let p = a
-        .post_form(
-            "/accounts",
-            &[
-                ("name", &account),
-                ("password", PASSWORD),
-                ("password_confirm", PASSWORD),
-                ("owners", &alice),
-            ],
-        )
-        .await;
-    assert_eq!(p.status, 303, "{}", p.body);
+    create_account(&a, &account, &alice).await;
     let bob = site.person(&mailbox::address("bob")).await;
     let aud = site.person(&auditor).await;
     let adm = site.person(&admin).await;
@@ -293,18 +281,7 @@ async fn a_stream_is_never_archived_and_its_page_says_so() {
     let alice = mailbox::address("alice");
     let a = site.person(&alice).await;
     let account = site.name("strm");
-    let p = a
-        .post_form(
-            "/accounts",
-            &[
-                ("name", &account),
-                ("password", PASSWORD),
-                ("password_confirm", PASSWORD),
-                ("owners", &alice),
-            ],
-        )
-        .await;
-    assert_eq!(p.status, 303, "{}", p.body);
+    create_account(&a, &account, &alice).await;
     let stream = format!("queue/{account}/events");
     declare_stream(&site, &stream, 30).await;
     crate::support::wait_for(
