@@ -22,6 +22,7 @@ use pulseguardian::guardian::Outcome;
 use crate::archive::{
     World, assert_is, body, cycle, download, drain, events_of, properties, publish, ready, seen_with, world,
 };
+use crate::archive_store::{S3, new_bucket, raw_keys};
 use crate::mailbox::SMTP_URL;
 use crate::on_both;
 use crate::support::{Backend, Relay, run_binary, wait_for};
@@ -387,14 +388,7 @@ async fn a_connection_cut_mid_run_loses_and_doubles_nothing(backend: Backend) {
 /// `scripts/services s3`) stands in for Amazon S3, in a bucket of the test's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn archived_to_s3_and_downloaded_back() {
-    const S3: &str = "http://127.0.0.1:9000";
-    let bucket = format!("pg-test-{}", uuid::Uuid::new_v4().simple());
-    let created = reqwest::Client::new()
-        .put(format!("{S3}/{bucket}"))
-        .send()
-        .await
-        .expect("moto's S3 on 127.0.0.1:9000 (run scripts/services s3)");
-    assert!(created.status().is_success(), "create bucket: {}", created.status());
+    let bucket = new_bucket().await;
     let url = format!("s3://{bucket}/archives");
     let w = world(
         Backend::Sqlite,
@@ -438,18 +432,7 @@ async fn archived_to_s3_and_downloaded_back() {
     let mut expected = recorded.clone();
     expected.sort();
     assert_eq!(listed, expected);
-    let xml = reqwest::get(format!("{S3}/{bucket}?list-type=2"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut raw: Vec<String> = xml
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|s| s.split_once("</Key>").map(|(k, _)| k.to_owned()))
-        .collect();
-    raw.sort();
+    let raw = raw_keys(&bucket).await;
     assert_eq!(
         raw,
         expected.iter().map(|k| format!("archives/{k}")).collect::<Vec<_>>()

@@ -12,7 +12,7 @@ use pulseguardian::archive::{Store, StoreError, decode, encode, key, open};
 use pulseguardian::domain::QueueRef;
 use pulseguardian::domain::archive::{Properties, Taken};
 
-const S3: &str = "http://127.0.0.1:9000";
+pub const S3: &str = "http://127.0.0.1:9000";
 const PREFIX: &str = "some/prefix";
 
 fn config(bucket: &str, endpoint: &str, secret: &str) -> Config {
@@ -40,7 +40,8 @@ async fn bucket() -> (String, Arc<dyn Store>) {
     (bucket, store)
 }
 
-async fn new_bucket() -> String {
+/// A bucket of the test's own.
+pub async fn new_bucket() -> String {
     let bucket = format!("pg-test-{}", uuid::Uuid::new_v4().simple());
     let created = reqwest::Client::new()
         .put(format!("{S3}/{bucket}"))
@@ -52,7 +53,7 @@ async fn new_bucket() -> String {
 }
 
 /// Every object key in the bucket, as S3 itself lists them.
-async fn raw_keys(bucket: &str) -> Vec<String> {
+pub async fn raw_keys(bucket: &str) -> Vec<String> {
     let xml = reqwest::get(format!("{S3}/{bucket}?list-type=2"))
         .await
         .expect("list the bucket")
