@@ -46,6 +46,8 @@ fn event(n: usize) -> NewEvent {
             del_size: 8000,
             unbounded: false,
             notified: true,
+            growth_per_minute: None,
+            forecast_delete_at: None,
         }),
         1 => Event::QueueRecovered(QueueRecovered {
             vhost: "/".into(),

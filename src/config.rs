@@ -128,6 +128,16 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `UNCONSUMED_MINUTES` (0: off).
+    pub unconsumed_minutes: u32,
+    /// `UNUSED_QUEUE_DAYS` (unset: off).
+    pub unused_queue_days: Option<u32>,
+    /// `UNUSED_GRACE_DAYS`.
+    pub unused_grace_days: u32,
+    /// `WARN_REMINDER_HOURS` (0: never).
+    pub warn_reminder_hours: u32,
+    /// `WARN_AFTER_SECONDS`.
+    pub warn_after_seconds: u32,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://pulseguardian.db?mode=rwc";
@@ -307,6 +317,16 @@ impl Config {
         };
         let trusted_proxies = parse_proxies(get("TRUSTED_PROXIES"))?;
 
+        let unconsumed_minutes =
+            parse_whole("UNCONSUMED_MINUTES", get("UNCONSUMED_MINUTES"), 0..=525_600, "minutes")?.unwrap_or(60);
+        let unused_queue_days = parse_whole("UNUSED_QUEUE_DAYS", get("UNUSED_QUEUE_DAYS"), 1..=36_500, "days")?;
+        let unused_grace_days =
+            parse_whole("UNUSED_GRACE_DAYS", get("UNUSED_GRACE_DAYS"), 0..=3650, "days")?.unwrap_or(7);
+        let warn_reminder_hours =
+            parse_whole("WARN_REMINDER_HOURS", get("WARN_REMINDER_HOURS"), 0..=87_600, "hours")?.unwrap_or(24);
+        let warn_after_seconds =
+            parse_whole("WARN_AFTER_SECONDS", get("WARN_AFTER_SECONDS"), 0..=604_800, "seconds")?.unwrap_or(0);
+
         Ok(Config {
             database_url,
             bind,
@@ -334,6 +354,11 @@ impl Config {
             auditor_emails,
             log_format,
             trusted_proxies,
+            unconsumed_minutes,
+            unused_queue_days,
+            unused_grace_days,
+            warn_reminder_hours,
+            warn_after_seconds,
         })
     }
 
@@ -395,6 +420,28 @@ fn parse_s3(raw: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<S3Config,
         session_token: get("AWS_SESSION_TOKEN").map(Secret::new),
         allow_http: parse_bool("AWS_ALLOW_HTTP", get("AWS_ALLOW_HTTP"))?.unwrap_or(false),
     })
+}
+
+/// A whole number of `unit` within `range`.
+fn parse_whole(
+    var: &'static str,
+    value: Option<String>,
+    range: std::ops::RangeInclusive<u32>,
+    unit: &str,
+) -> Result<Option<u32>, ConfigError> {
+    value
+        .map(|v| match v.parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(bad(
+                var,
+                format!(
+                    "must be a whole number of {unit} from {} to {}, got {v:?}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        })
+        .transpose()
 }
 
 fn parse_count(var: &'static str, value: Option<String>) -> Result<Option<u64>, ConfigError> {

@@ -16,6 +16,7 @@ mod m0006_exact_names;
 mod m0007_append_only;
 mod m0008_fencing;
 mod m0009_archives;
+mod m0010_alarms;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_append_only::Migration),
             Box::new(m0008_fencing::Migration),
             Box::new(m0009_archives::Migration),
+            Box::new(m0010_alarms::Migration),
         ]
     }
 }

@@ -115,6 +115,13 @@ impl Context {
             warn_cooldown: chrono::Duration::hours(1),
             archive_size: c.archive_queue_size,
             max_archive: c.max_archive_size,
+            alarms: crate::domain::policy::AlarmPolicy {
+                unconsumed_minutes: c.unconsumed_minutes,
+                unused_days: c.unused_queue_days,
+                unused_grace_days: c.unused_grace_days,
+                reminder_hours: c.warn_reminder_hours,
+                warn_after: chrono::Duration::seconds(c.warn_after_seconds.into()),
+            },
         }
     }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{AppError, Context};
 use crate::auth::{Action, Principal};
+use crate::domain::alarms;
 use crate::domain::event::{Event, QueueDeletedByUser, QueuePolicySet};
 use crate::domain::policy::Overrides;
 use crate::domain::{Depth, QueueKind, QueueRef, QueueStatus, owner_of, parse_size};
@@ -25,7 +26,7 @@ pub use crate::rabbit::{Binding, Consumer};
 
 /// A queue as the dashboards and the API show it: its last observed depth joined with
 /// what the guardian recorded about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueView {
     pub vhost: String,
     pub name: String,
@@ -52,6 +53,27 @@ pub struct QueueView {
     pub archive_when_idle: bool,
     /// Messages in its archive.
     pub archived: u64,
+    /// Growth over the last 15 minutes, messages per minute (`None`: not growing, or
+    /// not known well enough to say).
+    pub growth_per_minute: Option<f64>,
+    /// When it passes its deletion size at that rate (RFC 3339).
+    pub forecast_delete_at: Option<String>,
+    /// Held messages with no consumer for the unconsumed minutes (an episode on record).
+    pub unconsumed: bool,
+    /// At its length limit: dropping or rejecting messages.
+    pub overflowing: bool,
+    /// Announced unused: deleted on this date unless used.
+    pub unused_delete_on: Option<String>,
+}
+
+impl QueueView {
+    /// Deletion forecast within this many seconds.
+    pub fn at_risk_within(&self, now: chrono::DateTime<chrono::Utc>, secs: i64) -> bool {
+        self.forecast_delete_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| (t.with_timezone(&chrono::Utc) - now).num_seconds() <= secs)
+    }
 }
 
 impl QueueView {
@@ -65,8 +87,7 @@ fn view(
     ctx: &Context,
     vhost: &str,
     name: &str,
-    depth: Option<Depth>,
-    consumers: Option<u64>,
+    (depth, consumers, growth): (Option<Depth>, Option<u64>, Option<f64>),
     kind: QueueKind,
     rec: Option<&QueueRecord>,
 ) -> QueueView {
@@ -74,7 +95,18 @@ fn view(
     let reserved = owner.is_some_and(|o| ctx.reserved(o));
     let rec = rec.cloned().unwrap_or_default();
     let eff = ctx.policy().effective(&rec.overrides());
+    let now = chrono::Utc::now();
+    let forecast = depth
+        .filter(|_| kind != QueueKind::Stream && !reserved)
+        .and_then(|d| alarms::forecast(growth, d.messages, eff.del_size, eff.unbounded, now));
     QueueView {
+        growth_per_minute: forecast.map(|f| f.per_minute),
+        forecast_delete_at: forecast
+            .and_then(|f| f.delete_at)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        unconsumed: rec.unconsumed,
+        overflowing: rec.overflowing,
+        unused_delete_on: rec.unused_delete_on.clone(),
         kind,
         archiving: rec.archiving,
         archive_when_idle: eff.when_idle,
@@ -88,7 +120,7 @@ fn view(
         consumers,
         state: QueueStatus::of(rec.delete_pending, rec.archiving, rec.warned, depth.is_some(), reserved),
         warned_since: rec.warned.then_some(rec.warned_at).flatten(),
-        unbounded: rec.unbounded,
+        unbounded: eff.unbounded,
         warn_size: eff.warn_size,
         del_size: eff.del_size,
         archive_size: eff.archive_size.filter(|_| kind.archivable()),
@@ -98,7 +130,14 @@ fn view(
 }
 
 fn seen_view(ctx: &Context, s: &Seen, rec: Option<&QueueRecord>) -> QueueView {
-    view(ctx, &s.vhost, &s.name, s.depth, s.consumers, s.kind, rec)
+    view(
+        ctx,
+        &s.vhost,
+        &s.name,
+        (s.depth, s.consumers, s.growth_per_minute()),
+        s.kind,
+        rec,
+    )
 }
 
 /// The latest observation with the records, from which the pages pick what they show
@@ -268,7 +307,7 @@ async fn current(ctx: &Context, q: &QueueRef, rec: Option<&QueueRecord>) -> Resu
         return Ok(Some(seen_view(ctx, s, rec)));
     }
     match ctx.broker.queue(&q.vhost, &q.name).await {
-        Ok(found) => Ok(found.map(|d| view(ctx, &d.vhost, &d.name, d.depth, None, d.kind, rec))),
+        Ok(found) => Ok(found.map(|d| view(ctx, &d.vhost, &d.name, (d.depth, None, None), d.kind, rec))),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the queue from the broker");
             Ok(None)
@@ -430,6 +469,11 @@ pub async fn set_policy(ctx: &Context, who: &Principal, q: &QueueRef, form: Poli
     if !errors.is_empty() {
         return Err(AppError::Invalid(errors));
     }
+    // What the owners set stays, and is checked with the admin's sizes.
+    let owner = crate::projections::queues::one(&ctx.db, q)
+        .await?
+        .map(|r| r.overrides().owner)
+        .unwrap_or_default();
     let overrides = Overrides {
         unbounded: form.unbounded,
         warn_size: warn.ok().flatten(),
@@ -437,6 +481,7 @@ pub async fn set_policy(ctx: &Context, who: &Principal, q: &QueueRef, form: Poli
         archive_off: form.archive_off,
         archive_size: archive.ok().flatten(),
         archive_when_idle: form.archive_when_idle,
+        owner,
     };
     ctx.policy().check(&overrides).map_err(|why| {
         let field = if why.starts_with("the archive size") {

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::alarms::Limits;
 pub use super::archive::{PurgeReason, StopReason};
 pub use super::queue::Depth;
 
@@ -75,6 +76,14 @@ events! {
     ArchiveStopped = 2,
     ArchiveRepublished = 2,
     ArchivePurged = 1,
+    QueueReminded = 1,
+    QueueUnconsumed = 1,
+    QueueConsumed = 1,
+    QueueUnused = 1,
+    QueueUsedAgain = 1,
+    QueueOverflowing = 1,
+    QueueOverflowEnded = 1,
+    QueueAlarmsSet = 1,
     BrokerUnreachable = 1,
     BrokerRecovered = 1,
     EmailQueued = 1,
@@ -229,6 +238,12 @@ pub struct QueueWarned {
     pub unbounded: bool,
     /// Whether the owners are emailed (false within the cool-down of a flapping queue).
     pub notified: bool,
+    /// The growth over the last 15 minutes, messages per minute, when it grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth_per_minute: Option<f64>,
+    /// When it passes the deletion size at that rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_delete_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -250,6 +265,26 @@ pub struct QueueDeletionDecided {
     pub owner: Option<String>,
     pub depth: Depth,
     pub del_size: u64,
+    /// Why (above its deletion size unless said otherwise).
+    #[serde(default, skip_serializing_if = "DeleteReason::is_size")]
+    pub reason: DeleteReason,
+}
+
+/// Why the guardian deletes a queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteReason {
+    /// It holds more than its deletion size.
+    #[default]
+    Size,
+    /// Unused for `UNUSED_QUEUE_DAYS`, announced, and still unused after the grace.
+    Unused,
+}
+
+impl DeleteReason {
+    pub fn is_size(&self) -> bool {
+        *self == DeleteReason::Size
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,6 +296,8 @@ pub struct QueueDeleted {
     pub del_size: u64,
     /// True when `GUARDIAN_DRY_RUN` kept the queue: the decision, not the act.
     pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "DeleteReason::is_size")]
+    pub reason: DeleteReason,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,6 +385,103 @@ pub struct ArchivePurged {
     pub reason: PurgeReason,
 }
 
+/// Still above the warning size `WARN_REMINDER_HOURS` after the last email about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueReminded {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub depth: Depth,
+    pub warn_size: u64,
+    pub del_size: u64,
+    /// When the excursion began.
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth_per_minute: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_delete_at: Option<String>,
+    pub notified: bool,
+}
+
+/// The queue has held messages with no consumer for `minutes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueUnconsumed {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub depth: Depth,
+    pub minutes: u32,
+    /// Since when it has had no consumer.
+    pub idle_since: String,
+    pub notified: bool,
+}
+
+/// A consumer is back on a queue that had none: the episode ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueConsumed {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub consumers: u64,
+    pub notified: bool,
+}
+
+/// No consumer and nothing read for `days`: it will be deleted on `delete_on` unless it
+/// is used before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueUnused {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub last_used: String,
+    pub days: u32,
+    pub delete_on: String,
+    pub notified: bool,
+}
+
+/// An unused queue was used after its announcement: it is not deleted for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueUsedAgain {
+    pub vhost: String,
+    pub name: String,
+}
+
+/// The queue is at its length limit: it drops or rejects messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueOverflowing {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub depth: Depth,
+    pub limits: Limits,
+    /// Bytes of its ready messages, when known.
+    pub bytes: Option<u64>,
+    pub notified: bool,
+}
+
+/// Back under 90% of its limit (or the limit is gone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueOverflowEnded {
+    pub vhost: String,
+    pub name: String,
+    pub depth: Depth,
+}
+
+/// The owners set their queue's alarms (within the global bounds).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueAlarmsSet {
+    pub vhost: String,
+    pub name: String,
+    /// Warn above this many messages (at most the size in force otherwise).
+    pub warn_size: Option<u64>,
+    /// Delete above this many messages (at most the size in force otherwise).
+    pub del_size: Option<u64>,
+    /// Minutes without a consumer before the owners are told (0: never).
+    pub unconsumed_minutes: Option<u32>,
+    /// No reminders while it stays above the warning size.
+    pub reminders_off: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BrokerUnreachable {
     pub error: String,
@@ -392,6 +526,6 @@ mod tests {
         let e = Event::AdminGranted(AdminGranted { email: "a@b.c".into() });
         assert_eq!(e.kind(), "AdminGranted");
         assert_eq!(e.payload(), json!({"email": "a@b.c"}));
-        assert_eq!(Event::KINDS.len(), 32);
+        assert_eq!(Event::KINDS.len(), 40);
     }
 }

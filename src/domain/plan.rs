@@ -18,13 +18,21 @@
 //!   (after a crash, or on another replica before the lock moved). A queue being deleted,
 //!   a stream, a queue nobody owns here, or one whose policy says no is not archived, and
 //!   neither is anything in dry run.
+//! - Alarms ([`super::alarms`]): a warning carries the growth forecast; a queue still
+//!   above its warning size is reminded about; episodes without consumers and at the
+//!   length limit are recorded once each way, emailed to the owners of a known account;
+//!   an unused queue is announced, then deleted after the grace period unless used (never
+//!   a reserved, unbounded or stream one). A pending deletion for being unused is
+//!   abandoned when a consumer is back. Streams are never alarmed for their count.
 
 use chrono::{DateTime, Utc};
 
+use super::alarms::{self, Forecast, Limits, Turn, Unused};
 use super::archive::{Mandate, Segment, StopReason};
 use super::event::{
-    ArchiveStarted, ArchiveStopped, BrokerRecovered, BrokerUnreachable, Event, MessagesArchived, QueueDeleteFailed,
-    QueueDeleted, QueueDeletionDecided, QueueRecovered, QueueWarned,
+    ArchiveStarted, ArchiveStopped, BrokerRecovered, BrokerUnreachable, DeleteReason, Event, MessagesArchived,
+    QueueConsumed, QueueDeleteFailed, QueueDeleted, QueueDeletionDecided, QueueOverflowEnded, QueueOverflowing,
+    QueueRecovered, QueueReminded, QueueUnconsumed, QueueUnused, QueueUsedAgain, QueueWarned,
 };
 use super::names::QueueRef;
 use super::notice::{About, Notice};
@@ -52,8 +60,8 @@ pub struct Queue<'a> {
     pub live: Live,
 }
 
-/// What archiving a queue depends on besides its record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the decisions depend on besides the queue's record and depth.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Live {
     pub kind: QueueKind,
     /// Consumers other than the guardian's own archiver; `None` when not known.
@@ -62,6 +70,18 @@ pub struct Live {
     pub archiver_running: bool,
     /// The archive storage takes segments (no failure since its last probe).
     pub storage_ok: bool,
+    /// Growth per minute over the last 15 minutes, when it grows ([`alarms::growth`]).
+    pub growth: Option<f64>,
+    /// Its length limits (arguments and policies).
+    pub limits: Limits,
+    /// Bytes of its ready messages, when known.
+    pub bytes: Option<u64>,
+    /// Since when it has had no consumer (`None`: it has one, or not known).
+    pub idle_since: Option<DateTime<Utc>>,
+    /// When it last had a consumer or was read from (or was first seen).
+    pub last_used: Option<DateTime<Utc>>,
+    /// When the guardian first saw its current excursion above the warning size.
+    pub over_since: Option<DateTime<Utc>>,
 }
 
 impl Default for Live {
@@ -71,6 +91,12 @@ impl Default for Live {
             consumers: Some(0),
             archiver_running: false,
             storage_ok: true,
+            growth: None,
+            limits: Limits::default(),
+            bytes: None,
+            idle_since: None,
+            last_used: None,
+            over_since: None,
         }
     }
 }
@@ -110,6 +136,7 @@ pub struct Deletion {
     pub failed_before: bool,
     /// Messages of it archived in this excursion, for the email.
     pub archived: u64,
+    pub reason: DeleteReason,
 }
 
 /// What one queue needs this cycle.
@@ -161,6 +188,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                     tell: tell(),
                     failed_before: q.state.delete_failed,
                     archived: q.state.archived_in_excursion,
+                    reason: q.state.delete_reason,
                 };
                 out.record = settle(&d, Outcome::Gone);
             }
@@ -180,26 +208,45 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
         return out;
     }
     if q.state.delete_pending {
-        let still_over = depth.messages > eff.del_size && !eff.unbounded;
-        if !still_over {
-            out.record.push(abandon(format!(
+        let still_due = match q.state.delete_reason {
+            DeleteReason::Size if depth.messages > eff.del_size && !eff.unbounded => Ok(true),
+            DeleteReason::Size => Err(format!(
                 "no longer above the deletion size ({} messages): kept",
                 depth.messages
-            )));
-        } else if pending {
-            out.delete = Some(Deletion {
-                queue: queue.clone(),
-                owner: account.clone(),
-                depth,
-                del_size: eff.del_size,
-                tell: tell(),
-                failed_before: q.state.delete_failed,
-                archived: q.state.archived_in_excursion,
-            });
+            )),
+            DeleteReason::Unused if eff.unbounded => Err("unbounded now: kept".to_owned()),
+            DeleteReason::Unused => match q.live.consumers {
+                Some(0) => Ok(true),
+                Some(n) => Err(format!("used again ({n} consumers): kept")),
+                // Not known: no decision this cycle.
+                None => Ok(false),
+            },
+        };
+        match still_due {
+            Err(why) => out.record.push(abandon(why)),
+            Ok(true) if pending => {
+                out.delete = Some(Deletion {
+                    queue: queue.clone(),
+                    owner: account.clone(),
+                    depth,
+                    del_size: eff.del_size,
+                    tell: tell(),
+                    failed_before: q.state.delete_failed,
+                    archived: q.state.archived_in_excursion,
+                    reason: q.state.delete_reason,
+                });
+            }
+            Ok(_) => {}
         }
     }
+    let forecast = alarms::forecast(q.live.growth, depth.messages, eff.del_size, eff.unbounded, now);
+    let forecast_at = forecast.and_then(|f| f.delete_at).map(stamp);
+    let decided = policy::decide(q.state, depth, q.owner, policy, q.live.over_since, now);
+    let warned_now = decided
+        .iter()
+        .any(|d| matches!(d, Decision::Warn { .. } | Decision::Recover { .. }));
 
-    for decision in policy::decide(q.state, depth, q.owner, policy, now) {
+    for decision in decided {
         match decision {
             Decision::Warn { notify } => {
                 let notified = notify && !q.recipients.is_empty();
@@ -213,6 +260,8 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                         del_size: eff.del_size,
                         unbounded: eff.unbounded,
                         notified,
+                        growth_per_minute: forecast.map(|f| rounded(f.per_minute)),
+                        forecast_delete_at: forecast_at.clone(),
                     }),
                     notice: notified.then(|| Notice {
                         to: q.recipients.to_vec(),
@@ -222,6 +271,8 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                             warn_size: eff.warn_size,
                             del_size: eff.del_size,
                             unbounded: eff.unbounded,
+                            forecast,
+                            now,
                         },
                     }),
                 });
@@ -255,6 +306,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                     depth,
                     del_size: eff.del_size,
                     dry_run: true,
+                    reason: DeleteReason::Size,
                 })));
             }
             Decision::Delete { dry_run: false, notify } => {
@@ -265,6 +317,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                         owner: account.clone(),
                         depth,
                         del_size: eff.del_size,
+                        reason: DeleteReason::Size,
                     })));
                 out.delete = Some(Deletion {
                     queue: queue.clone(),
@@ -274,12 +327,271 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                     tell: if notify { tell() } else { Vec::new() },
                     failed_before: false,
                     archived: q.state.archived_in_excursion,
+                    reason: DeleteReason::Size,
                 });
             }
         }
     }
+    if !warned_now && out.delete.is_none() && !q.state.delete_pending {
+        remind(&mut out, q, depth, policy, &eff, forecast, now);
+    }
+    if q.live.kind != QueueKind::Stream {
+        episodes(&mut out, q, depth, policy, &eff, now);
+        if out.delete.is_none() && !q.state.delete_pending && !eff.unbounded {
+            unused(&mut out, q, depth, policy, &eff, now);
+        }
+    }
     archiving(&mut out, q, depth, policy, &eff);
     out
+}
+
+/// A time as the events write it.
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A rate as recorded: two decimals are plenty.
+fn rounded(per_minute: f64) -> f64 {
+    (per_minute * 100.0).round() / 100.0
+}
+
+/// Whether the owners of a known account hear of an alarm.
+fn notify_owners(q: Queue<'_>) -> bool {
+    q.owner.account().is_some() && !q.recipients.is_empty()
+}
+
+/// A queue still above its warning size is reminded about every `WARN_REMINDER_HOURS`.
+fn remind(
+    out: &mut Plan,
+    q: Queue<'_>,
+    depth: Depth,
+    policy: &Policy,
+    eff: &Effective,
+    forecast: Option<Forecast>,
+    now: DateTime<Utc>,
+) {
+    let s = q.state;
+    let due = s.warned
+        && depth.messages > eff.warn_size
+        && alarms::remind(s.last_warning_at, policy.alarms.reminder_hours, !eff.reminders, now);
+    if !due || !notify_owners(q) {
+        return;
+    }
+    out.record.push(Planned {
+        event: Event::QueueReminded(QueueReminded {
+            vhost: q.queue.vhost.clone(),
+            name: q.queue.name.clone(),
+            owner: q.owner.account().map(str::to_owned),
+            depth,
+            warn_size: eff.warn_size,
+            del_size: eff.del_size,
+            since: s.warned_at.map(stamp),
+            growth_per_minute: forecast.map(|f| rounded(f.per_minute)),
+            forecast_delete_at: forecast.and_then(|f| f.delete_at).map(stamp),
+            notified: true,
+        }),
+        notice: Some(Notice {
+            to: q.recipients.to_vec(),
+            about: About::QueueReminded {
+                queue: q.queue.clone(),
+                depth,
+                warn_size: eff.warn_size,
+                del_size: eff.del_size,
+                unbounded: eff.unbounded,
+                since: s.warned_at,
+                forecast,
+                now,
+                every: policy.alarms.reminder_hours,
+            },
+        }),
+    });
+}
+
+/// The episodes without consumers and at the length limit.
+fn episodes(out: &mut Plan, q: Queue<'_>, depth: Depth, policy: &Policy, eff: &Effective, now: DateTime<Utc>) {
+    let s = q.state;
+    let owner = q.owner.account().map(str::to_owned);
+    let told = notify_owners(q);
+    match alarms::unconsumed(
+        s.unconsumed,
+        q.live.consumers,
+        depth.messages,
+        q.live.idle_since,
+        eff.unconsumed_minutes,
+        now,
+    ) {
+        Some(Turn::Starts { notify }) => {
+            let notified = notify && told;
+            let idle_since = q.live.idle_since.unwrap_or(now);
+            out.record.push(Planned {
+                event: Event::QueueUnconsumed(QueueUnconsumed {
+                    vhost: q.queue.vhost.clone(),
+                    name: q.queue.name.clone(),
+                    owner: owner.clone(),
+                    depth,
+                    minutes: eff.unconsumed_minutes,
+                    idle_since: stamp(idle_since),
+                    notified,
+                }),
+                notice: notified.then(|| Notice {
+                    to: q.recipients.to_vec(),
+                    about: About::QueueUnconsumed {
+                        queue: q.queue.clone(),
+                        depth,
+                        minutes: eff.unconsumed_minutes,
+                        idle_since,
+                    },
+                }),
+            });
+        }
+        Some(Turn::Ends) => {
+            let consumers = q.live.consumers.unwrap_or(1);
+            out.record.push(Planned {
+                event: Event::QueueConsumed(QueueConsumed {
+                    vhost: q.queue.vhost.clone(),
+                    name: q.queue.name.clone(),
+                    owner: owner.clone(),
+                    consumers,
+                    notified: told,
+                }),
+                notice: told.then(|| Notice {
+                    to: q.recipients.to_vec(),
+                    about: About::QueueConsumed {
+                        queue: q.queue.clone(),
+                        consumers,
+                    },
+                }),
+            });
+        }
+        None => {}
+    }
+    let limits = q.live.limits;
+    match alarms::overflow(
+        s.overflowing,
+        &limits,
+        depth.ready,
+        q.live.bytes,
+        s.last_overflow_email_at,
+        policy.warn_cooldown,
+        now,
+    ) {
+        Some(Turn::Starts { notify }) => {
+            let notified = notify && told;
+            out.record.push(Planned {
+                event: Event::QueueOverflowing(QueueOverflowing {
+                    vhost: q.queue.vhost.clone(),
+                    name: q.queue.name.clone(),
+                    owner,
+                    depth,
+                    limits,
+                    bytes: q.live.bytes,
+                    notified,
+                }),
+                notice: notified.then(|| Notice {
+                    to: q.recipients.to_vec(),
+                    about: About::QueueOverflowing {
+                        queue: q.queue.clone(),
+                        depth,
+                        limits,
+                        bytes: q.live.bytes,
+                    },
+                }),
+            });
+        }
+        Some(Turn::Ends) => out
+            .record
+            .push(Planned::quiet(Event::QueueOverflowEnded(QueueOverflowEnded {
+                vhost: q.queue.vhost.clone(),
+                name: q.queue.name.clone(),
+                depth,
+            }))),
+        None => {}
+    }
+}
+
+/// An unused queue is announced, then deleted after the grace period unless it is used.
+fn unused(out: &mut Plan, q: Queue<'_>, depth: Depth, policy: &Policy, eff: &Effective, now: DateTime<Utc>) {
+    let a = &policy.alarms;
+    let owner = q.owner.account().map(str::to_owned);
+    match alarms::unused(
+        a.unused_days,
+        a.unused_grace_days,
+        q.live.consumers,
+        q.live.last_used,
+        q.state.unused,
+        now,
+    ) {
+        Some(Unused::Announce { delete_on }) => {
+            let notified = notify_owners(q);
+            let (days, last_used) = (a.unused_days.unwrap_or(0), q.live.last_used.unwrap_or(now));
+            out.record.push(Planned {
+                event: Event::QueueUnused(QueueUnused {
+                    vhost: q.queue.vhost.clone(),
+                    name: q.queue.name.clone(),
+                    owner,
+                    last_used: stamp(last_used),
+                    days,
+                    delete_on: stamp(delete_on),
+                    notified,
+                }),
+                notice: notified.then(|| Notice {
+                    to: q.recipients.to_vec(),
+                    about: About::QueueUnused {
+                        queue: q.queue.clone(),
+                        days,
+                        last_used,
+                        delete_on,
+                    },
+                }),
+            });
+        }
+        Some(Unused::UsedAgain) => out.record.push(Planned::quiet(Event::QueueUsedAgain(QueueUsedAgain {
+            vhost: q.queue.vhost.clone(),
+            name: q.queue.name.clone(),
+        }))),
+        Some(Unused::Delete) if policy.dry_run => {
+            if q.state.dry_run_flagged {
+                return;
+            }
+            {
+                out.record.push(Planned::quiet(Event::QueueDeleted(QueueDeleted {
+                    vhost: q.queue.vhost.clone(),
+                    name: q.queue.name.clone(),
+                    owner,
+                    depth,
+                    del_size: eff.del_size,
+                    dry_run: true,
+                    reason: DeleteReason::Unused,
+                })));
+            }
+        }
+        Some(Unused::Delete) => {
+            out.record
+                .push(Planned::quiet(Event::QueueDeletionDecided(QueueDeletionDecided {
+                    vhost: q.queue.vhost.clone(),
+                    name: q.queue.name.clone(),
+                    owner: owner.clone(),
+                    depth,
+                    del_size: eff.del_size,
+                    reason: DeleteReason::Unused,
+                })));
+            out.delete = Some(Deletion {
+                queue: q.queue.clone(),
+                owner,
+                depth,
+                del_size: eff.del_size,
+                tell: if q.owner.account().is_some() {
+                    q.recipients.to_vec()
+                } else {
+                    Vec::new()
+                },
+                failed_before: false,
+                archived: q.state.archived_in_excursion,
+                reason: DeleteReason::Unused,
+            });
+        }
+        None => {}
+    }
 }
 
 /// Whether the queue is archived now, and what to record of a start or a stop.
@@ -409,6 +721,7 @@ pub fn settle(d: &Deletion, outcome: Outcome) -> Vec<Planned> {
                 depth: d.depth,
                 del_size: d.del_size,
                 dry_run: false,
+                reason: d.reason,
             }),
             notice: (!d.tell.is_empty()).then(|| Notice {
                 to: d.tell.clone(),
@@ -417,6 +730,7 @@ pub fn settle(d: &Deletion, outcome: Outcome) -> Vec<Planned> {
                     depth: d.depth,
                     del_size: d.del_size,
                     archived: d.archived,
+                    reason: d.reason,
                 },
             }),
         }],
@@ -472,7 +786,8 @@ pub fn backoff(failures: u32) -> std::time::Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::policy::Overrides;
+    use crate::domain::alarms::Limits;
+    use crate::domain::policy::{AlarmPolicy, Overrides};
     use chrono::Duration;
 
     fn policy() -> Policy {
@@ -483,6 +798,7 @@ mod tests {
             warn_cooldown: Duration::hours(1),
             archive_size: None,
             max_archive: 100_000,
+            alarms: AlarmPolicy::default(),
         }
     }
 
@@ -712,6 +1028,7 @@ mod tests {
             tell,
             failed_before,
             archived: 0,
+            reason: DeleteReason::Size,
         }
     }
 
@@ -770,6 +1087,7 @@ mod tests {
             consumers,
             archiver_running,
             storage_ok,
+            ..Live::default()
         }
     }
 
@@ -1031,5 +1349,355 @@ mod tests {
             done[0].notice.as_ref().unwrap().about,
             About::QueueDeleted { archived: 300, .. }
         ));
+    }
+
+    /// given `state` and `owner` with what is live, when the guardian sees `messages`.
+    fn when_alarmed(state: QueueState, owner: Ownership, l: Live, messages: u64, p: &Policy) -> Plan {
+        let queue = q();
+        plan(
+            Queue {
+                queue: &queue,
+                state: &state,
+                owner: &owner,
+                recipients: &owners(),
+                live: l,
+            },
+            depth(messages),
+            p,
+            now(),
+        )
+    }
+
+    fn idle_for(minutes: i64) -> Live {
+        Live {
+            consumers: Some(0),
+            idle_since: Some(now() - Duration::minutes(minutes)),
+            last_used: Some(now() - Duration::minutes(minutes)),
+            ..Live::default()
+        }
+    }
+
+    #[test]
+    fn a_warning_carries_the_forecast_in_its_event_and_email() {
+        let l = Live {
+            growth: Some(40.0),
+            ..Live::default()
+        };
+        let p = when_alarmed(QueueState::default(), alice(), l, 2001, &policy());
+        let Event::QueueWarned(w) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert_eq!(w.growth_per_minute, Some(40.0));
+        // 6000 messages to go at 40 a minute: 150 minutes.
+        assert_eq!(w.forecast_delete_at.as_deref(), Some("2026-12-01T14:30:00Z"));
+        let About::QueueWarning { forecast, .. } = &p.record[0].notice.as_ref().unwrap().about else {
+            unreachable!()
+        };
+        assert_eq!(forecast.unwrap().per_minute, 40.0);
+    }
+
+    #[test]
+    fn given_a_warned_queue_still_over_when_the_reminder_period_passed_then_one_reminder() {
+        let warned = QueueState {
+            warned: true,
+            notified: true,
+            last_warning_at: Some(now() - Duration::hours(24)),
+            warned_at: Some(now() - Duration::hours(24)),
+            ..Default::default()
+        };
+        let p = when_alarmed(warned.clone(), alice(), Live::default(), 3000, &policy());
+        assert_eq!(kinds(&p), ["QueueReminded"]);
+        assert!(matches!(
+            p.record[0].notice.as_ref().unwrap().about,
+            About::QueueReminded { every: 24, .. }
+        ));
+        // Not yet, back under (a recovery instead), opted out, or reminders off.
+        let recent = QueueState {
+            last_warning_at: Some(now() - Duration::hours(23)),
+            ..warned.clone()
+        };
+        assert!(
+            when_alarmed(recent, alice(), Live::default(), 3000, &policy())
+                .record
+                .is_empty()
+        );
+        assert_eq!(
+            kinds(&when_alarmed(warned.clone(), alice(), Live::default(), 100, &policy())),
+            ["QueueRecovered"]
+        );
+        let opted_out = QueueState {
+            overrides: Overrides {
+                owner: crate::domain::policy::OwnerAlarms {
+                    reminders_off: true,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ..warned.clone()
+        };
+        assert!(
+            when_alarmed(opted_out, alice(), Live::default(), 3000, &policy())
+                .record
+                .is_empty()
+        );
+        let never = Policy {
+            alarms: AlarmPolicy {
+                reminder_hours: 0,
+                ..AlarmPolicy::default()
+            },
+            ..policy()
+        };
+        assert!(
+            when_alarmed(warned.clone(), alice(), Live::default(), 3000, &never)
+                .record
+                .is_empty()
+        );
+        // Nobody to remind: no record either.
+        assert!(
+            when_alarmed(warned, Ownership::Unknown, Live::default(), 3000, &policy())
+                .record
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn given_no_consumer_for_an_hour_then_one_email_and_one_when_a_consumer_is_back() {
+        let p = when_alarmed(QueueState::default(), alice(), idle_for(60), 5, &policy());
+        assert_eq!(kinds(&p), ["QueueUnconsumed"]);
+        assert_eq!(p.record[0].notice.as_ref().unwrap().to, owners());
+        // In the episode: nothing more until a consumer is back.
+        let episode = QueueState {
+            unconsumed: true,
+            ..Default::default()
+        };
+        assert!(
+            when_alarmed(episode.clone(), alice(), idle_for(600), 5, &policy())
+                .record
+                .is_empty()
+        );
+        let back = Live {
+            consumers: Some(2),
+            ..Live::default()
+        };
+        let p = when_alarmed(episode.clone(), alice(), back, 5, &policy());
+        assert_eq!(kinds(&p), ["QueueConsumed"]);
+        assert!(matches!(
+            p.record[0].notice.as_ref().unwrap().about,
+            About::QueueConsumed { consumers: 2, .. }
+        ));
+        // An unknown count ends nothing and starts nothing.
+        let unknown = Live {
+            consumers: None,
+            ..idle_for(600)
+        };
+        assert!(when_alarmed(episode, alice(), unknown, 5, &policy()).record.is_empty());
+        assert!(
+            when_alarmed(QueueState::default(), alice(), unknown, 5, &policy())
+                .record
+                .is_empty()
+        );
+        // An owner's minutes override the global ones; a queue nobody owns is recorded, not emailed.
+        let later = QueueState {
+            overrides: Overrides {
+                owner: crate::domain::policy::OwnerAlarms {
+                    unconsumed_minutes: Some(120),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(
+            when_alarmed(later, alice(), idle_for(60), 5, &policy())
+                .record
+                .is_empty()
+        );
+        let p = when_alarmed(QueueState::default(), Ownership::Unknown, idle_for(60), 5, &policy());
+        assert_eq!(kinds(&p), ["QueueUnconsumed"]);
+        assert!(p.record[0].notice.is_none());
+        // A stream or a reserved queue: never.
+        let stream = Live {
+            kind: QueueKind::Stream,
+            ..idle_for(600)
+        };
+        assert!(
+            when_alarmed(QueueState::default(), alice(), stream, 5, &policy())
+                .record
+                .is_empty()
+        );
+        assert!(
+            when_alarmed(QueueState::default(), Ownership::Reserved, idle_for(600), 5, &policy())
+                .record
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn given_a_queue_at_its_length_limit_then_one_overflow_until_it_is_clearly_under() {
+        let limited = Live {
+            limits: Limits {
+                max_length: Some(100),
+                ..Default::default()
+            },
+            consumers: Some(1),
+            ..Live::default()
+        };
+        let p = when_alarmed(QueueState::default(), alice(), limited, 100, &policy());
+        assert_eq!(kinds(&p), ["QueueOverflowing"]);
+        assert!(p.record[0].notice.is_some());
+        let episode = QueueState {
+            overflowing: true,
+            last_overflow_email_at: Some(now()),
+            ..Default::default()
+        };
+        assert!(
+            when_alarmed(episode.clone(), alice(), limited, 95, &policy())
+                .record
+                .is_empty()
+        );
+        assert_eq!(
+            kinds(&when_alarmed(episode, alice(), limited, 10, &policy())),
+            ["QueueOverflowEnded"]
+        );
+        // Flapping: a new episode within the hour is recorded but not emailed.
+        let flapped = QueueState {
+            last_overflow_email_at: Some(now() - Duration::minutes(5)),
+            ..Default::default()
+        };
+        let p = when_alarmed(flapped, alice(), limited, 100, &policy());
+        assert_eq!(kinds(&p), ["QueueOverflowing"]);
+        assert!(p.record[0].notice.is_none());
+    }
+
+    fn unused_policy() -> Policy {
+        Policy {
+            alarms: AlarmPolicy {
+                unused_days: Some(30),
+                unused_grace_days: 7,
+                ..AlarmPolicy::default()
+            },
+            ..policy()
+        }
+    }
+
+    fn unused_for(days: i64) -> Live {
+        Live {
+            consumers: Some(0),
+            last_used: Some(now() - Duration::days(days)),
+            ..Live::default()
+        }
+    }
+
+    #[test]
+    fn given_an_unused_queue_then_announced_then_deleted_at_the_end_of_the_grace_unless_used() {
+        let p = when_alarmed(QueueState::default(), alice(), unused_for(30), 0, &unused_policy());
+        assert_eq!(kinds(&p), ["QueueUnused"]);
+        let Event::QueueUnused(u) = &p.record[0].event else {
+            unreachable!()
+        };
+        assert_eq!(u.delete_on, "2026-12-08T12:00:00Z");
+        assert!(u.notified);
+        // Off by default.
+        assert!(
+            when_alarmed(QueueState::default(), alice(), unused_for(300), 0, &policy())
+                .record
+                .is_empty()
+        );
+
+        let announced = QueueState {
+            unused: Some((now() - Duration::days(7), now())),
+            ..Default::default()
+        };
+        let p = when_alarmed(announced.clone(), alice(), unused_for(37), 0, &unused_policy());
+        assert_eq!(kinds(&p), ["QueueDeletionDecided"]);
+        let d = p.delete.unwrap();
+        assert_eq!((d.reason, d.tell), (DeleteReason::Unused, owners()));
+        // Ownerless: deleted silently.
+        let p = when_alarmed(
+            announced.clone(),
+            Ownership::Unknown,
+            unused_for(37),
+            0,
+            &unused_policy(),
+        );
+        assert!(p.delete.unwrap().tell.is_empty());
+        // Used in between: kept.
+        let used = Live {
+            consumers: Some(1),
+            ..unused_for(0)
+        };
+        assert_eq!(
+            kinds(&when_alarmed(announced.clone(), alice(), used, 0, &unused_policy())),
+            ["QueueUsedAgain"]
+        );
+        // Unbounded, reserved or a stream: never deleted for this.
+        let unbounded = QueueState {
+            overrides: Overrides {
+                unbounded: true,
+                ..Default::default()
+            },
+            ..announced.clone()
+        };
+        assert!(
+            when_alarmed(unbounded, alice(), unused_for(37), 0, &unused_policy())
+                .delete
+                .is_none()
+        );
+        assert!(
+            when_alarmed(
+                announced.clone(),
+                Ownership::Reserved,
+                unused_for(37),
+                0,
+                &unused_policy()
+            )
+            .delete
+            .is_none()
+        );
+        let stream = Live {
+            kind: QueueKind::Stream,
+            ..unused_for(37)
+        };
+        assert!(
+            when_alarmed(announced.clone(), alice(), stream, 0, &unused_policy())
+                .delete
+                .is_none()
+        );
+        // Dry run: recorded as what would be done, not done.
+        let dry = Policy {
+            dry_run: true,
+            ..unused_policy()
+        };
+        let p = when_alarmed(announced, alice(), unused_for(37), 0, &dry);
+        assert_eq!(kinds(&p), ["QueueDeleted"]);
+        assert!(p.delete.is_none());
+    }
+
+    #[test]
+    fn a_pending_deletion_of_an_unused_queue_is_abandoned_when_a_consumer_is_back() {
+        let pending = QueueState {
+            delete_pending: true,
+            delete_reason: DeleteReason::Unused,
+            unused: Some((now() - Duration::days(7), now())),
+            ..Default::default()
+        };
+        let p = when_alarmed(pending.clone(), alice(), unused_for(40), 0, &unused_policy());
+        assert_eq!(p.delete.unwrap().reason, DeleteReason::Unused);
+        let back = Live {
+            consumers: Some(1),
+            ..Live::default()
+        };
+        let p = when_alarmed(pending.clone(), alice(), back, 0, &unused_policy());
+        assert_eq!(kinds(&p), ["QueueDeleteFailed"]);
+        assert!(p.delete.is_none());
+        let unknown = Live {
+            consumers: None,
+            ..Live::default()
+        };
+        let p = when_alarmed(pending, alice(), unknown, 0, &unused_policy());
+        assert!(
+            p.record.is_empty() && p.delete.is_none(),
+            "no decision on an unknown count"
+        );
     }
 }

@@ -12,10 +12,17 @@
 //! - In dry run a deletion is decided and recorded once per excursion, never carried out.
 //! - Thresholds in force keep `warning < archive < deletion` (an archive size left blank
 //!   takes `ARCHIVE_QUEUE_SIZE`, and none at all means no archiving).
+//! - Owners may lower their queue's sizes below what an admin or the configuration set
+//!   (never raise them), and set the unconsumed minutes and reminders; the smaller of an
+//!   owner's and an admin's size is in force.
+//! - With `WARN_AFTER_SECONDS`, a warning waits until the excursion has lasted that long;
+//!   a deletion never waits.
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::alarms;
 use super::archive::StopReason;
+pub use super::event::DeleteReason;
 use super::queue::{Depth, Ownership};
 
 /// The global policy, from the configuration.
@@ -30,6 +37,43 @@ pub struct Policy {
     pub archive_size: Option<u64>,
     /// `MAX_ARCHIVE_SIZE`: the most messages archived for a queue in one excursion.
     pub max_archive: u64,
+    pub alarms: AlarmPolicy,
+}
+
+/// The alarms' settings, from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmPolicy {
+    /// `UNCONSUMED_MINUTES` (0: off).
+    pub unconsumed_minutes: u32,
+    /// `UNUSED_QUEUE_DAYS` (none: off).
+    pub unused_days: Option<u32>,
+    /// `UNUSED_GRACE_DAYS`.
+    pub unused_grace_days: u32,
+    /// `WARN_REMINDER_HOURS` (0: never).
+    pub reminder_hours: u32,
+    /// `WARN_AFTER_SECONDS`.
+    pub warn_after: Duration,
+}
+
+impl Default for AlarmPolicy {
+    fn default() -> AlarmPolicy {
+        AlarmPolicy {
+            unconsumed_minutes: 60,
+            unused_days: None,
+            unused_grace_days: 7,
+            reminder_hours: 24,
+            warn_after: Duration::zero(),
+        }
+    }
+}
+
+/// What the owners set for their queue (a `QueueAlarmsSet` event).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerAlarms {
+    pub warn_size: Option<u64>,
+    pub del_size: Option<u64>,
+    pub unconsumed_minutes: Option<u32>,
+    pub reminders_off: bool,
 }
 
 /// An admin's per-queue override (a `QueuePolicySet` event).
@@ -41,6 +85,8 @@ pub struct Overrides {
     pub archive_off: bool,
     pub archive_size: Option<u64>,
     pub archive_when_idle: bool,
+    /// What the owners set.
+    pub owner: OwnerAlarms,
 }
 
 /// What the guardian recorded about a queue before this observation.
@@ -70,6 +116,18 @@ pub struct QueueState {
     pub archive_notified: bool,
     /// Why archiving last stopped in this excursion.
     pub archive_stopped: Option<StopReason>,
+    /// When the current excursion began.
+    pub warned_at: Option<DateTime<Utc>>,
+    /// Why the pending deletion was decided.
+    pub delete_reason: DeleteReason,
+    /// In an episode without consumers.
+    pub unconsumed: bool,
+    /// In an episode at its length limit.
+    pub overflowing: bool,
+    /// When the owners were last emailed about an overflow.
+    pub last_overflow_email_at: Option<DateTime<Utc>>,
+    /// The unused announcement on record: when, and the deletion date it gave.
+    pub unused: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// The thresholds in force for one queue.
@@ -81,13 +139,24 @@ pub struct Effective {
     /// `None`: this queue is not archived.
     pub archive_size: Option<u64>,
     pub when_idle: bool,
+    /// Minutes without a consumer before the owners are told (0: never).
+    pub unconsumed_minutes: u32,
+    pub reminders: bool,
+}
+
+/// The smaller of two sizes, either possibly unset.
+fn lower(a: Option<u64>, b: u64) -> u64 {
+    a.map_or(b, |a| a.min(b))
 }
 
 impl Policy {
     pub fn effective(&self, o: &Overrides) -> Effective {
+        let bounds = self.bounds(o);
         Effective {
-            warn_size: o.warn_size.unwrap_or(self.warn_size),
-            del_size: o.del_size.unwrap_or(self.del_size),
+            warn_size: lower(o.owner.warn_size, bounds.0),
+            del_size: lower(o.owner.del_size, bounds.1),
+            unconsumed_minutes: o.owner.unconsumed_minutes.unwrap_or(self.alarms.unconsumed_minutes),
+            reminders: !o.owner.reminders_off,
             unbounded: o.unbounded,
             archive_size: if o.archive_off {
                 None
@@ -96,6 +165,48 @@ impl Policy {
             },
             when_idle: o.archive_when_idle,
         }
+    }
+
+    /// The warning and deletion sizes an owner may lower: an admin's, or the global ones.
+    pub fn bounds(&self, o: &Overrides) -> (u64, u64) {
+        (
+            o.warn_size.unwrap_or(self.warn_size),
+            o.del_size.unwrap_or(self.del_size),
+        )
+    }
+
+    /// What owners may set: sizes no higher than the bounds, and the same order of sizes
+    /// as an admin's (`check`).
+    pub fn check_owner(&self, o: &Overrides) -> Result<(), (&'static str, String)> {
+        let (warn, del) = self.bounds(o);
+        if let Some(w) = o.owner.warn_size.filter(|w| *w > warn) {
+            return Err((
+                "warn_size",
+                format!("the warning size ({w}) can only be lowered: at most {warn}"),
+            ));
+        }
+        if let Some(d) = o.owner.del_size.filter(|d| *d > del) {
+            return Err((
+                "del_size",
+                format!("the deletion size ({d}) can only be lowered: at most {del}"),
+            ));
+        }
+        if let Some(m) = o.owner.unconsumed_minutes.filter(|m| *m > MAX_UNCONSUMED_MINUTES) {
+            return Err((
+                "unconsumed_minutes",
+                format!(
+                    "the minutes without consumers ({m}) must be at most {MAX_UNCONSUMED_MINUTES} (a week), or 0 for never"
+                ),
+            ));
+        }
+        self.check(o).map_err(|why| {
+            let field = if why.starts_with("the archive size") {
+                "del_size"
+            } else {
+                "warn_size"
+            };
+            (field, why)
+        })
     }
 
     /// Per-queue sizes must keep the warning below the deletion, with the global size
@@ -126,6 +237,9 @@ impl Policy {
     }
 }
 
+/// The most minutes without consumers an owner may set: a week.
+pub const MAX_UNCONSUMED_MINUTES: u32 = 7 * 24 * 60;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Record the excursion above the warning size; email the owners if `notify`.
@@ -138,11 +252,14 @@ pub enum Decision {
 }
 
 /// What to do about one queue now.
+/// `over_since` is when the guardian first saw the current excursion above the warning
+/// size (for `WARN_AFTER_SECONDS`).
 pub fn decide(
     state: &QueueState,
     depth: Depth,
     owner: &Ownership,
     policy: &Policy,
+    over_since: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
     if *owner == Ownership::Reserved {
@@ -167,6 +284,9 @@ pub fn decide(
     }
     if known {
         if m > eff.warn_size && !state.warned {
+            if !alarms::held_long_enough(over_since, policy.alarms.warn_after, now) {
+                return out;
+            }
             let quiet = state.last_warning_at.is_some_and(|t| now - t < policy.warn_cooldown);
             out.push(Decision::Warn { notify: !quiet });
         } else if m <= eff.warn_size && state.warned {
@@ -195,6 +315,7 @@ mod tests {
             warn_cooldown: Duration::hours(1),
             archive_size: None,
             max_archive: 100_000,
+            alarms: AlarmPolicy::default(),
         }
     }
 
@@ -219,7 +340,7 @@ mod tests {
     /// given `state`, when the queue holds `messages`, then `decisions`.
     fn check(state: QueueState, owner: Ownership, messages: u64, p: &Policy, expected: &[Decision]) {
         assert_eq!(
-            decide(&state, depth(messages), &owner, p, now()),
+            decide(&state, depth(messages), &owner, p, None, now()),
             expected,
             "{messages} messages, {state:?}, {owner:?}"
         );
@@ -410,5 +531,70 @@ mod tests {
                 notify: false,
             }],
         );
+    }
+
+    #[test]
+    fn given_warn_after_seconds_when_the_excursion_is_young_then_no_warning_yet_but_a_deletion_at_once() {
+        let p = Policy {
+            alarms: AlarmPolicy {
+                warn_after: Duration::seconds(60),
+                ..AlarmPolicy::default()
+            },
+            ..policy()
+        };
+        let young = Some(now() - Duration::seconds(30));
+        let old = Some(now() - Duration::seconds(60));
+        let d = |since| decide(&QueueState::default(), depth(2001), &alice(), &p, since, now());
+        assert_eq!(d(None), []);
+        assert_eq!(d(young), []);
+        assert_eq!(d(old), [Warn { notify: true }]);
+        assert_eq!(
+            decide(&QueueState::default(), depth(9000), &alice(), &p, None, now()),
+            [Delete {
+                dry_run: false,
+                notify: true
+            }]
+        );
+    }
+
+    #[test]
+    fn owners_lower_sizes_within_the_bounds_and_the_smaller_size_is_in_force() {
+        let p = policy();
+        let owned = |warn, del| Overrides {
+            owner: OwnerAlarms {
+                warn_size: warn,
+                del_size: del,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(p.check_owner(&owned(Some(100), Some(500))), Ok(()));
+        let e = p.effective(&owned(Some(100), Some(500)));
+        assert_eq!((e.warn_size, e.del_size), (100, 500));
+        assert_eq!(p.check_owner(&owned(Some(2001), None)).unwrap_err().0, "warn_size");
+        assert_eq!(p.check_owner(&owned(None, Some(8001))).unwrap_err().0, "del_size");
+        assert_eq!(p.check_owner(&owned(Some(600), Some(500))).unwrap_err().0, "warn_size");
+        // An admin raised the deletion size: the owner may go up to it.
+        let raised = Overrides {
+            del_size: Some(50_000),
+            ..owned(None, Some(20_000))
+        };
+        assert_eq!(p.check_owner(&raised), Ok(()));
+        assert_eq!(p.effective(&raised).del_size, 20_000);
+        // An admin lowering below an owner's size wins.
+        let lowered = Overrides {
+            warn_size: Some(50),
+            ..owned(Some(100), None)
+        };
+        assert_eq!(p.effective(&lowered).warn_size, 50);
+        let minutes = Overrides {
+            owner: OwnerAlarms {
+                unconsumed_minutes: Some(MAX_UNCONSUMED_MINUTES + 1),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(p.check_owner(&minutes).unwrap_err().0, "unconsumed_minutes");
+        assert_eq!(p.effective(&Overrides::default()).unconsumed_minutes, 60);
     }
 }

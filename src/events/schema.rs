@@ -157,6 +157,8 @@ mod tests {
             del_size: 8000,
             unbounded: false,
             notified: true,
+            growth_per_minute: None,
+            forecast_delete_at: None,
         });
         assert_eq!(Event::decode(e.kind(), e.schema(), e.payload()).unwrap(), e);
     }

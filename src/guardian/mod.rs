@@ -25,9 +25,11 @@ use tokio::sync::Mutex;
 
 use crate::app::{Context, Fence, RecordError};
 use crate::db;
+use crate::domain::alarms::Limits;
 use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Seen};
 use crate::domain::{Actor, Ownership, QueueKind, QueueRef};
 use crate::events::{NewEvent, store};
+use crate::observations::activity::{Activity, Observed};
 use crate::observations::samples::Sampler;
 use crate::observations::{self, Snapshot};
 use crate::projections;
@@ -83,6 +85,10 @@ struct RunState {
     sampler: Sampler,
     consumers: HashMap<(String, String), u64>,
     consumers_at: Option<Instant>,
+    /// The length limits of each vhost's policies, by policy name (operator policies
+    /// under their own map), refreshed with the consumers.
+    policies: HashMap<String, VhostPolicies>,
+    activity: Activity,
     was_active: Option<bool>,
 }
 
@@ -149,6 +155,8 @@ impl Guardian {
         self.active.store(active, Ordering::Relaxed);
         ::metrics::gauge!("pulseguardian_guardian_active").set(if active { 1.0 } else { 0.0 });
         if run.was_active != Some(active) {
+            // Another guardian may have observed and written meanwhile.
+            run.activity.forget();
             if active {
                 tracing::info!("guardian active: this process guards the broker");
             } else {
@@ -172,12 +180,19 @@ impl Guardian {
             }
         };
         self.broker_up(&mut run, epoch).await?;
-        let report = self.guard(epoch, &observed, &run.consumers).await?;
+        let report = self.guard(epoch, &observed, &mut run).await?;
 
         run.cycle += 1;
+        let unix = Utc::now().timestamp();
+        let sampler = &run.sampler;
         let queues = observed
             .into_iter()
             .map(|q| observations::Seen {
+                growth: q
+                    .depth
+                    .filter(|_| q.kind != QueueKind::Stream)
+                    .and_then(|d| sampler.growth(&q.vhost, &q.name, d.messages, unix))
+                    .map(observations::Seen::hundredths),
                 consumers: run.consumers.get(&(q.vhost.clone(), q.name.clone())).copied(),
                 vhost: q.vhost,
                 name: q.name,
@@ -240,7 +255,29 @@ impl Guardian {
                     counts.entry((q.vhost.clone(), q.name.clone())).or_insert(0);
                 }
                 run.consumers = counts;
-                run.consumers_at = Some(Instant::now());
+            } else {
+                // A count that could not be read is unknown, never the last one seen.
+                run.consumers.clear();
+            }
+            run.consumers_at = Some(Instant::now());
+            for v in vhosts {
+                match broker.policy_limits(v).await {
+                    Ok(list) => {
+                        let (mut policies, mut operator) = (HashMap::new(), HashMap::new());
+                        for p in list {
+                            if p.operator {
+                                operator.insert(p.name, p.limits);
+                            } else {
+                                policies.insert(p.name, p.limits);
+                            }
+                        }
+                        run.policies.insert(v.clone(), (policies, operator));
+                    }
+                    Err(e) => {
+                        tracing::warn!(vhost = %v, error = %e, "policy limits not refreshed");
+                        run.policies.remove(v);
+                    }
+                }
             }
         }
         Ok(depths)
@@ -299,12 +336,7 @@ impl Guardian {
     }
 
     /// Plans every queue, records the plan, acts, records the outcomes.
-    async fn guard(
-        &self,
-        epoch: i64,
-        observed: &[QueueDepth],
-        consumers: &HashMap<(String, String), u64>,
-    ) -> Result<Report, GuardianError> {
+    async fn guard(&self, epoch: i64, observed: &[QueueDepth], run: &mut RunState) -> Result<Report, GuardianError> {
         let now = Utc::now();
         let db = &self.ctx.db;
         let records = projections::queues::all(db).await?;
@@ -313,6 +345,39 @@ impl Guardian {
         let policy = self.ctx.policy();
         let reserved = self.ctx.config.reserved_users_regex.as_ref();
         let none: Vec<String> = Vec::new();
+        let consumers = &run.consumers;
+
+        // What the alarms need beyond the depth: the activity of every queue, and the
+        // growth of those above their warning size (read from the samples).
+        run.activity.load(db).await?;
+        let unix = now.timestamp();
+        let mut observed_activity = Vec::with_capacity(observed.len());
+        // Growth is given to the planner for the queues it may warn or remind about; the
+        // dashboards get every queue's in the snapshot.
+        let mut over_warning = Vec::new();
+        for q in observed {
+            let overrides = records
+                .get(&q.vhost, &q.name)
+                .map(|r| r.overrides())
+                .unwrap_or_default();
+            let warn_size = policy.effective(&overrides).warn_size;
+            let c = consumers.get(&(q.vhost.clone(), q.name.clone())).copied();
+            observed_activity.push(run.activity.observe(&q.vhost, &q.name, q.depth, c, warn_size, unix));
+            if let Some(d) = q
+                .depth
+                .filter(|d| d.messages > warn_size && q.kind != QueueKind::Stream)
+            {
+                over_warning.push((QueueRef::new(q.vhost.clone(), q.name.clone()), d.messages));
+            }
+        }
+        run.activity.sweep();
+        let mut growth = HashMap::new();
+        for (key, messages) in over_warning {
+            if let Some(g) = run.sampler.growth(&key.vhost, &key.name, messages, unix) {
+                growth.insert(key, g);
+            }
+        }
+        let time = |secs: i64| chrono::DateTime::<Utc>::from_timestamp(secs, 0);
 
         let mut batch = Vec::new();
         let mut deletions: Vec<Deletion> = Vec::new();
@@ -325,7 +390,8 @@ impl Guardian {
                            rec: Option<&projections::queues::QueueRecord>,
                            seen: Seen,
                            kind: QueueKind,
-                           consumers: Option<u64>| {
+                           consumers: Option<u64>,
+                           alarm: Alarm| {
             let state = rec.map(|r| r.state()).unwrap_or_default();
             let owner = Ownership::of(queue, &accounts, reserved);
             let to = owner.account().and_then(|a| recipients.get(a)).unwrap_or(&none);
@@ -340,6 +406,12 @@ impl Guardian {
                         consumers,
                         archiver_running: archivers.running(queue),
                         storage_ok,
+                        growth: alarm.growth,
+                        limits: alarm.limits,
+                        bytes: None,
+                        idle_since: alarm.activity.and_then(|a| a.idle_since).and_then(time),
+                        last_used: alarm.activity.and_then(|a| time(a.last_used)),
+                        over_since: alarm.activity.and_then(|a| a.over_since).and_then(time),
                     },
                 },
                 seen,
@@ -356,7 +428,7 @@ impl Guardian {
             }
         };
         let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(observed.len());
-        for q in observed {
+        for (q, activity) in observed.iter().zip(&observed_activity) {
             seen.insert((&q.vhost, &q.name));
             let queue = QueueRef::new(q.vhost.clone(), q.name.clone());
             let how = match q.depth {
@@ -364,12 +436,24 @@ impl Guardian {
                 None => Seen::Unknown,
             };
             let consumers = consumers.get(&(q.vhost.clone(), q.name.clone())).copied();
-            planned(&queue, records.get(&q.vhost, &q.name), how, q.kind, consumers);
+            let alarm = Alarm {
+                growth: growth.get(&queue).copied(),
+                limits: limits_of(q, run.policies.get(&q.vhost)),
+                activity: Some(*activity),
+            };
+            planned(&queue, records.get(&q.vhost, &q.name), how, q.kind, consumers, alarm);
         }
         // Deletions pending, and archiving on record, for queues no longer there.
         for (queue, rec) in records.iter() {
             if (rec.delete_pending || rec.archiving) && !seen.contains(&(queue.vhost.as_str(), queue.name.as_str())) {
-                planned(&queue, Some(rec), Seen::Gone, QueueKind::Classic, None);
+                planned(
+                    &queue,
+                    Some(rec),
+                    Seen::Gone,
+                    QueueKind::Classic,
+                    None,
+                    Alarm::default(),
+                );
             }
         }
         let mut report = Report {
@@ -411,8 +495,31 @@ impl Guardian {
         }
         report.events += outcomes.len();
         self.record(epoch, outcomes).await?;
+        run.activity.flush(db).await?;
         Ok(report)
     }
+}
+
+/// A vhost's policies' limits and its operator policies' limits, by name.
+type VhostPolicies = (HashMap<String, Limits>, HashMap<String, Limits>);
+
+/// What the alarms of one queue are planned with.
+#[derive(Default, Clone, Copy)]
+struct Alarm {
+    growth: Option<f64>,
+    limits: Limits,
+    activity: Option<Observed>,
+}
+
+/// A queue's limits: its arguments', its policy's and its operator policy's together.
+fn limits_of(q: &QueueDepth, policies: Option<&VhostPolicies>) -> Limits {
+    let from = |names: Option<&HashMap<String, Limits>>, name: &Option<String>| {
+        name.as_ref().and_then(|n| names.and_then(|m| m.get(n))).copied()
+    };
+    let operator = from(policies.map(|p| &p.1), &q.operator_policy);
+    let policy = from(policies.map(|p| &p.0), &q.policy);
+    let sources: Vec<Limits> = [Some(q.limits), operator, policy].into_iter().flatten().collect();
+    Limits::merge(&sources)
 }
 
 /// Appends `batch` if the guardian lock is still at `epoch`, in one transaction with the
@@ -495,6 +602,7 @@ mod tests {
                 warn_cooldown: Duration::hours(1),
                 archive_size: None,
                 max_archive: 100_000,
+                alarms: Default::default(),
             };
             let queue = QueueRef::new("/", "queue/alice/jobs");
             let mut record = Some(QueueRecord { unbounded, ..Default::default() });

@@ -1,6 +1,10 @@
 //! Email texts. Subjects are exact (CONTRACT.md); queue emails state the queue, its
 //! vhost, the message counts, the thresholds and a link to the queue's page.
 
+use chrono::{DateTime, Utc};
+
+use crate::domain::alarms::{self, Forecast, Limits};
+use crate::domain::event::DeleteReason;
 use crate::domain::notice::About;
 use crate::domain::{Depth, QueueRef};
 
@@ -25,14 +29,56 @@ pub fn render(about: &About, public_url: &str) -> Text {
             warn_size,
             del_size,
             unbounded,
-        } => warning(
+            forecast,
+            now,
+        } => {
+            let mut t = warning(
+                queue,
+                *depth,
+                *warn_size,
+                *del_size,
+                *unbounded,
+                &link(public_url, &queue.path()),
+            );
+            t.body = with_outlook(&t.body, *forecast, *now);
+            t
+        }
+        About::QueueReminded {
+            queue,
+            depth,
+            warn_size,
+            del_size,
+            unbounded,
+            since,
+            forecast,
+            now,
+            every,
+        } => reminded(
             queue,
             *depth,
-            *warn_size,
-            *del_size,
-            *unbounded,
+            (*warn_size, *del_size, *unbounded),
+            (*since, *forecast, *now, *every),
             &link(public_url, &queue.path()),
         ),
+        About::QueueUnconsumed {
+            queue,
+            depth,
+            minutes,
+            idle_since,
+        } => unconsumed(queue, *depth, *minutes, *idle_since, &link(public_url, &queue.path())),
+        About::QueueConsumed { queue, consumers } => consumed(queue, *consumers, &link(public_url, &queue.path())),
+        About::QueueUnused {
+            queue,
+            days,
+            last_used,
+            delete_on,
+        } => unused(queue, *days, *last_used, *delete_on, &link(public_url, &queue.path())),
+        About::QueueOverflowing {
+            queue,
+            depth,
+            limits,
+            bytes,
+        } => overflowing(queue, *depth, limits, *bytes, &link(public_url, &queue.path())),
         About::QueueRecovered {
             queue,
             depth,
@@ -43,7 +89,15 @@ pub fn render(about: &About, public_url: &str) -> Text {
             depth,
             del_size,
             archived,
+            reason: DeleteReason::Size,
         } => deleted(queue, *depth, *del_size, *archived, &link(public_url, &queue.path())),
+        About::QueueDeleted {
+            queue,
+            depth,
+            archived,
+            reason: DeleteReason::Unused,
+            ..
+        } => deleted_unused(queue, *depth, *archived, &link(public_url, &queue.path())),
         About::ArchiveStarted {
             queue,
             depth,
@@ -90,6 +144,147 @@ fn warning(q: &QueueRef, depth: Depth, warn_size: u64, del_size: u64, unbounded:
             } else {
                 del_size.to_string()
             },
+        ),
+    }
+}
+
+/// The forecast, in words: "At +40/min it reaches the deletion size in about 2 h
+/// (around 14:05 UTC)."
+fn outlook(forecast: Option<Forecast>, now: DateTime<Utc>) -> Option<String> {
+    let f = forecast?;
+    let rate = alarms::describe_rate(f.per_minute);
+    Some(match f.delete_at {
+        Some(at) => format!(
+            "Growing at {rate} over the last 15 minutes: at that rate it passes the deletion size in {} \
+             (around {} UTC) and is deleted.",
+            alarms::describe_in(now, at),
+            at.format("%Y-%m-%d %H:%M")
+        ),
+        None => format!("Growing at {rate} over the last 15 minutes."),
+    })
+}
+
+/// A body with the forecast after the counts.
+fn with_outlook(body: &str, forecast: Option<Forecast>, now: DateTime<Utc>) -> String {
+    match outlook(forecast, now) {
+        Some(line) => body.replacen("\n\n", &format!("\n\n{line}\n\n"), 1),
+        None => body.to_owned(),
+    }
+}
+
+type Sizes = (u64, u64, bool);
+type Reminder = (Option<DateTime<Utc>>, Option<Forecast>, DateTime<Utc>, u32);
+
+fn reminded(q: &QueueRef, depth: Depth, sizes: Sizes, r: Reminder, link: &str) -> Text {
+    let (warn_size, del_size, unbounded) = sizes;
+    let (since, forecast, now, every) = r;
+    let how_long = since
+        .map(|t| format!(" for {}", alarms::describe_in(t, now).trim_start_matches("about ")))
+        .unwrap_or_default();
+    let fate = if unbounded {
+        "This queue is unbounded: it will not be deleted automatically.".to_owned()
+    } else {
+        format!("It will be deleted automatically when it holds more than {del_size} messages.")
+    };
+    let outlook = outlook(forecast, now).map(|l| format!("{l}\n\n")).unwrap_or_default();
+    Text {
+        subject: format!("Pulse reminder: queue \"{}\" is still overgrowing", q.name),
+        body: format!(
+            "Your queue has held more than {warn_size} messages, the warning size,{how_long}.\n\n{outlook}{}\
+             Warning size:  {warn_size}\nDeletion size: {}\n\n{fate}\n\nThis reminder comes every {every} hours \
+             while the queue stays above the warning size; its owners can switch reminders off on the queue's \
+             page.\n\n{ADVICE}\n\nSee the queue: {link}\n",
+            facts(q, depth),
+            if unbounded {
+                "none (unbounded)".to_owned()
+            } else {
+                del_size.to_string()
+            },
+        ),
+    }
+}
+
+fn unconsumed(q: &QueueRef, depth: Depth, minutes: u32, idle_since: DateTime<Utc>, link: &str) -> Text {
+    Text {
+        subject: format!("Pulse warning: queue \"{}\" has no consumers", q.name),
+        body: format!(
+            "Your queue holds messages and has had no consumer for {minutes} minutes or more (since {} UTC): \
+             nothing reads it, so it only grows.\n\n{}\nYou will hear again when a consumer is back.\n\n\
+             {ADVICE}\n\nSee the queue: {link}\n",
+            idle_since.format("%Y-%m-%d %H:%M"),
+            facts(q, depth)
+        ),
+    }
+}
+
+fn consumed(q: &QueueRef, consumers: u64, link: &str) -> Text {
+    Text {
+        subject: format!("Pulse warning: queue \"{}\" has consumers again", q.name),
+        body: format!(
+            "Your queue has {consumers} consumer(s) again.\n\nQueue: {}\nVhost: {}\n\nSee the queue: {link}\n",
+            q.name, q.vhost
+        ),
+    }
+}
+
+fn unused(q: &QueueRef, days: u32, last_used: DateTime<Utc>, delete_on: DateTime<Utc>, link: &str) -> Text {
+    let on = delete_on.format("%Y-%m-%d");
+    Text {
+        subject: format!(
+            "Pulse warning: queue \"{}\" is unused and will be deleted on {on}",
+            q.name
+        ),
+        body: format!(
+            "Your queue has had no consumer and nothing read from it for {days} days or more (last used {} UTC). \
+             Unused queues are deleted on this broker: it will be deleted on {on} unless something consumes it \
+             before then.\n\nQueue: {}\nVhost: {}\n\nTo keep it, connect a consumer. To be rid of it sooner, \
+             delete it from its page.\n\nSee the queue: {link}\n",
+            last_used.format("%Y-%m-%d %H:%M"),
+            q.name,
+            q.vhost
+        ),
+    }
+}
+
+fn overflowing(q: &QueueRef, depth: Depth, limits: &Limits, bytes: Option<u64>, link: &str) -> Text {
+    let mut limit = Vec::new();
+    if let Some(n) = limits.max_length {
+        limit.push(format!("{n} messages (x-max-length)"));
+    }
+    if let Some(b) = limits.max_bytes {
+        limit.push(format!("{b} bytes (x-max-length-bytes)"));
+    }
+    let behaviour = limits.overflow.unwrap_or_default();
+    let held = bytes.map(|b| format!("Bytes:    {b}\n")).unwrap_or_default();
+    Text {
+        subject: format!("Pulse warning: queue \"{}\" is dropping messages", q.name),
+        body: format!(
+            "Your queue is at its length limit of {}: while it stays there it {} (overflow: {}), and nobody \
+             is told about each one.\n\n{}{held}\nThe limit comes from the queue's arguments or a policy. \
+             Make the consumers keep up, or raise the limit if the messages matter.\n\nSee the queue: {link}\n",
+            limit.join(" and "),
+            behaviour.describe(),
+            serde_json::to_value(behaviour)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            facts(q, depth),
+        ),
+    }
+}
+
+fn deleted_unused(q: &QueueRef, depth: Depth, archived: u64, link: &str) -> Text {
+    let saved = if archived > 0 {
+        format!("Its {archived} archived messages can still be downloaded from the queue's page.\n\n")
+    } else {
+        String::new()
+    };
+    Text {
+        subject: format!("Pulse warning: queue \"{}\" has been deleted", q.name),
+        body: format!(
+            "Your queue has been deleted because it stayed unused through the grace period announced \
+             earlier: no consumer, nothing read.\n\n{saved}{}\nThe queue's history: {link}\n",
+            facts(q, depth)
         ),
     }
 }
@@ -207,6 +402,73 @@ mod tests {
             "Pulse warning: queue \"queue/alice/jobs\" is being archived"
         );
         assert_eq!(sign_in("x", 30).subject, "PulseGuardian sign-in link");
+        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            reminded(&q, d, (2000, 8000, false), (Some(now), None, now, 24), &link).subject,
+            "Pulse reminder: queue \"queue/alice/jobs\" is still overgrowing"
+        );
+        assert_eq!(
+            unconsumed(&q, d, 60, now, &link).subject,
+            "Pulse warning: queue \"queue/alice/jobs\" has no consumers"
+        );
+        assert_eq!(
+            consumed(&q, 1, &link).subject,
+            "Pulse warning: queue \"queue/alice/jobs\" has consumers again"
+        );
+        assert_eq!(
+            unused(&q, 30, now, now + chrono::Duration::days(7), &link).subject,
+            "Pulse warning: queue \"queue/alice/jobs\" is unused and will be deleted on 2026-12-08"
+        );
+        assert_eq!(
+            overflowing(&q, d, &Limits::default(), None, &link).subject,
+            "Pulse warning: queue \"queue/alice/jobs\" is dropping messages"
+        );
+        assert_eq!(
+            deleted_unused(&q, d, 0, &link).subject,
+            "Pulse warning: queue \"queue/alice/jobs\" has been deleted"
+        );
+    }
+
+    #[test]
+    fn the_warning_says_when_the_queue_will_be_deleted_at_its_growth() {
+        let q = QueueRef::new("/", "queue/alice/jobs");
+        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let f = alarms::forecast(Some(40.0), 2500, 8000, false, now);
+        let about = About::QueueWarning {
+            queue: q.clone(),
+            depth: Depth::of(2500, 0),
+            warn_size: 2000,
+            del_size: 8000,
+            unbounded: false,
+            forecast: f,
+            now,
+        };
+        let body = render(&about, "http://pg").body;
+        assert!(
+            body.contains("Growing at +40/min") && body.contains("about 2 h"),
+            "{body}"
+        );
+        assert!(body.contains("around 2026-12-01 14:17 UTC"), "{body}");
+    }
+
+    #[test]
+    fn the_overflow_email_names_the_limit_and_the_behaviour() {
+        let q = QueueRef::new("/", "queue/alice/jobs");
+        let limits = Limits {
+            max_length: Some(100),
+            max_bytes: None,
+            overflow: Some(alarms::Overflow::RejectPublish),
+        };
+        let body = overflowing(&q, Depth::of(100, 0), &limits, None, "L").body;
+        assert!(body.contains("100 messages (x-max-length)"), "{body}");
+        assert!(
+            body.contains("rejects new messages (overflow: reject-publish)"),
+            "{body}"
+        );
     }
 
     #[test]

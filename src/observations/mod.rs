@@ -2,6 +2,7 @@
 //! rewritten each cycle, read by the dashboards through [`SnapshotCache`]) and per-minute
 //! samples for the charts ([`samples`]). The guardian writes them; the pages read them.
 
+pub mod activity;
 mod cache;
 pub mod samples;
 
@@ -30,6 +31,10 @@ pub struct Seen {
     /// Its type; classic when not written.
     #[serde(rename = "t", default, skip_serializing_if = "is_classic")]
     pub kind: QueueKind,
+    /// Its growth over the last 15 minutes in hundredths of a message per minute, when
+    /// it grows (`crate::domain::alarms::growth`).
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<i64>,
 }
 
 fn is_classic(k: &QueueKind) -> bool {
@@ -39,6 +44,16 @@ fn is_classic(k: &QueueKind) -> bool {
 impl Seen {
     pub fn messages(&self) -> Option<u64> {
         self.depth.map(|d| d.messages)
+    }
+
+    /// A growth as the snapshot keeps it.
+    pub fn hundredths(per_minute: f64) -> i64 {
+        (per_minute * 100.0).round() as i64
+    }
+
+    /// Its growth, messages per minute.
+    pub fn growth_per_minute(&self) -> Option<f64> {
+        self.growth.map(|g| g as f64 / 100.0)
     }
 }
 
@@ -158,6 +173,7 @@ mod tests {
             depth: Some(Depth::of(3, 1)),
             consumers: Some(2),
             kind: QueueKind::Classic,
+            growth: None,
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(json, r#"{"v":"/","n":"q","d":[4,3,1],"c":2}"#);

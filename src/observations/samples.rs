@@ -21,10 +21,12 @@ fn int(v: Option<u64>) -> Value {
     v.map(|n| i64::try_from(n).unwrap_or(i64::MAX)).into()
 }
 
-/// What was last written per queue, to write only changes.
+/// What was last written per queue, to write only changes; and, in memory, the samples
+/// of the forecast window of every queue that changed in it.
 #[derive(Default)]
 pub struct Sampler {
     last: HashMap<(String, String), Written>,
+    recent: HashMap<(String, String), std::collections::VecDeque<Point>>,
 }
 
 impl Sampler {
@@ -41,9 +43,19 @@ impl Sampler {
                 _ => {
                     rows.push(q);
                     self.last.insert((q.vhost.clone(), q.name.clone()), (minute, values));
+                    let recent = self.recent.entry((q.vhost.clone(), q.name.clone())).or_default();
+                    recent.push_back((minute, d.messages));
                 }
             }
         }
+        // Only the forecast window is kept: a queue that stopped changing drops out.
+        let oldest = now - crate::domain::alarms::FORECAST_WINDOW_SECS - 60;
+        self.recent.retain(|_, points| {
+            while points.front().is_some_and(|(t, _)| *t < oldest) {
+                points.pop_front();
+            }
+            !points.is_empty()
+        });
         let key = ["vhost", "name", "at"];
         for chunk in rows.chunks(400) {
             let mut insert = Query::insert();
@@ -78,6 +90,17 @@ impl Sampler {
 
 /// One sample: Unix seconds and messages.
 pub type Point = (i64, u64);
+
+impl Sampler {
+    /// The growth per minute of a queue holding `messages` at `now` (Unix seconds), from
+    /// the samples of the forecast window ([`crate::domain::alarms::growth`]).
+    pub fn growth(&self, vhost: &str, name: &str, messages: u64, now: i64) -> Option<f64> {
+        let points = self.recent.get(&(vhost.to_owned(), name.to_owned()))?;
+        let mut all: Vec<Point> = points.iter().copied().filter(|(t, _)| *t < now).collect();
+        all.push((now, messages));
+        crate::domain::alarms::growth(&all, now)
+    }
+}
 
 /// The messages of one queue since `since` (Unix seconds), oldest first, with the last
 /// sample before it (a queue that did not change has no newer sample).

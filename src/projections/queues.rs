@@ -9,8 +9,8 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
 
 use super::{Applied, Model, count, select_keys, stmt, uncount, upsert};
 use crate::domain::archive::StopReason;
-use crate::domain::event::Event;
-use crate::domain::policy::{Overrides, QueueState};
+use crate::domain::event::{DeleteReason, Event};
+use crate::domain::policy::{Overrides, OwnerAlarms, QueueState};
 use crate::domain::{QueueRef, actor_name, owner_of};
 
 /// What is recorded about one queue.
@@ -46,6 +46,21 @@ pub struct QueueRecord {
     pub archive_when_idle: bool,
     /// Other consumers when archiving started.
     pub archive_consumers: Option<u64>,
+    pub delete_reason: DeleteReason,
+    /// In an episode without consumers, since `unconsumed_since` (no consumer since).
+    pub unconsumed: bool,
+    pub unconsumed_since: Option<String>,
+    /// At its length limit.
+    pub overflowing: bool,
+    pub last_overflow_email_at: Option<String>,
+    /// Announced unused at `unused_at`, to be deleted on `unused_delete_on`.
+    pub unused_at: Option<String>,
+    pub unused_delete_on: Option<String>,
+    /// What the owners set.
+    pub owner_warn_size: Option<u64>,
+    pub owner_del_size: Option<u64>,
+    pub owner_unconsumed_minutes: Option<u32>,
+    pub reminders_off: bool,
 }
 
 impl QueueRecord {
@@ -59,6 +74,12 @@ impl QueueRecord {
             archive_off: self.archive_off,
             archive_size: self.archive_size,
             archive_when_idle: self.archive_when_idle,
+            owner: OwnerAlarms {
+                warn_size: self.owner_warn_size,
+                del_size: self.owner_del_size,
+                unconsumed_minutes: self.owner_unconsumed_minutes,
+                reminders_off: self.reminders_off,
+            },
         }
     }
 
@@ -67,11 +88,7 @@ impl QueueRecord {
         QueueState {
             warned: self.warned,
             notified: self.notified,
-            last_warning_at: self
-                .last_warning_at
-                .as_deref()
-                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&Utc)),
+            last_warning_at: time(&self.last_warning_at),
             delete_pending: self.delete_pending,
             delete_failed: self.delete_failed,
             dry_run_flagged: self.dry_run_flagged,
@@ -81,6 +98,12 @@ impl QueueRecord {
             archived_in_excursion: self.archived_in_excursion,
             archive_notified: self.archive_notified,
             archive_stopped: self.archive_stopped,
+            warned_at: time(&self.warned_at),
+            delete_reason: self.delete_reason,
+            unconsumed: self.unconsumed,
+            overflowing: self.overflowing,
+            last_overflow_email_at: time(&self.last_overflow_email_at),
+            unused: time(&self.unused_at).zip(time(&self.unused_delete_on)),
         }
     }
 
@@ -101,6 +124,12 @@ impl QueueRecord {
         self.delete_failed = false;
         self.dry_run_flagged = false;
         self.warned_at = None;
+        self.delete_reason = DeleteReason::Size;
+        self.unconsumed = false;
+        self.unconsumed_since = None;
+        self.overflowing = false;
+        self.unused_at = None;
+        self.unused_delete_on = None;
         self.end_excursion();
     }
 
@@ -114,11 +143,26 @@ impl QueueRecord {
     }
 }
 
+/// A stored time, read back.
+fn time(s: &Option<String>) -> Option<DateTime<Utc>> {
+    s.as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A delete reason as stored.
+fn reason_text(r: DeleteReason) -> &'static str {
+    match r {
+        DeleteReason::Size => "size",
+        DeleteReason::Unused => "unused",
+    }
+}
+
 pub(crate) struct Queues;
 
 const TABLE: &str = "queues";
 const KEY: [&str; 2] = ["vhost", "name"];
-const COLS: [&str; 24] = [
+const COLS: [&str; 35] = [
     "owner",
     "warned",
     "warned_at",
@@ -143,6 +187,17 @@ const COLS: [&str; 24] = [
     "archive_size",
     "archive_when_idle",
     "archive_consumers",
+    "delete_reason",
+    "unconsumed",
+    "unconsumed_since",
+    "overflowing",
+    "last_overflow_email_at",
+    "unused_at",
+    "unused_delete_on",
+    "owner_warn_size",
+    "owner_del_size",
+    "owner_unconsumed_minutes",
+    "reminders_off",
 ];
 
 /// The queue an event is about, and the owner it names.
@@ -159,6 +214,14 @@ fn queue(e: &Event) -> Option<(&str, &str, Option<&str>)> {
         Event::MessagesArchived(e) => (&e.vhost, &e.name, None),
         Event::ArchiveStopped(e) => (&e.vhost, &e.name, None),
         Event::ArchiveRepublished(e) => (&e.vhost, &e.name, None),
+        Event::QueueReminded(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueUnconsumed(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueConsumed(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueUnused(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueUsedAgain(e) => (&e.vhost, &e.name, None),
+        Event::QueueOverflowing(e) => (&e.vhost, &e.name, e.owner.as_deref()),
+        Event::QueueOverflowEnded(e) => (&e.vhost, &e.name, None),
+        Event::QueueAlarmsSet(e) => (&e.vhost, &e.name, None),
         _ => return None,
     })
 }
@@ -214,12 +277,21 @@ impl Model for Queues {
                 r.end_excursion();
             }
             Event::QueueDeletionDecided(d) => {
-                r.act("deletion decided".into(), at, Some(d.depth.messages));
+                let why = match d.reason {
+                    DeleteReason::Size => "deletion decided",
+                    DeleteReason::Unused => "deletion decided: unused",
+                };
+                r.act(why.into(), at, Some(d.depth.messages));
                 r.delete_pending = true;
                 r.delete_failed = false;
+                r.delete_reason = d.reason;
             }
             Event::QueueDeleted(d) if d.dry_run => {
-                r.act("would delete (dry run)".into(), at, Some(d.depth.messages));
+                let why = match d.reason {
+                    DeleteReason::Size => "would delete (dry run)",
+                    DeleteReason::Unused => "would delete as unused (dry run)",
+                };
+                r.act(why.into(), at, Some(d.depth.messages));
                 r.dry_run_flagged = true;
             }
             Event::QueueDeleted(d) => {
@@ -255,6 +327,55 @@ impl Model for Queues {
                 r.archive_error = s.error.clone();
             }
             Event::ArchiveRepublished(p) => r.act(format!("republished {} archived messages", p.count), at, None),
+            Event::QueueReminded(m) => {
+                r.act("reminded".into(), at, Some(m.depth.messages));
+                r.last_warning_at = Some(at.to_owned());
+            }
+            Event::QueueUnconsumed(u) => {
+                r.act(
+                    format!("no consumers for {} min", u.minutes),
+                    at,
+                    Some(u.depth.messages),
+                );
+                r.unconsumed = true;
+                r.unconsumed_since = Some(u.idle_since.clone());
+            }
+            Event::QueueConsumed(c) => {
+                r.act(format!("consumers again ({})", c.consumers), at, None);
+                r.unconsumed = false;
+                r.unconsumed_since = None;
+            }
+            Event::QueueUnused(u) => {
+                r.act(
+                    format!("unused: deletion on {}", u.delete_on.get(..10).unwrap_or(&u.delete_on)),
+                    at,
+                    None,
+                );
+                r.unused_at = Some(at.to_owned());
+                r.unused_delete_on = Some(u.delete_on.clone());
+            }
+            Event::QueueUsedAgain(_) => {
+                r.act("used again: kept".into(), at, None);
+                r.unused_at = None;
+                r.unused_delete_on = None;
+            }
+            Event::QueueOverflowing(o) => {
+                r.act("at its length limit".into(), at, Some(o.depth.messages));
+                r.overflowing = true;
+                if o.notified {
+                    r.last_overflow_email_at = Some(at.to_owned());
+                }
+            }
+            Event::QueueOverflowEnded(o) => {
+                r.act("under its length limit again".into(), at, Some(o.depth.messages));
+                r.overflowing = false;
+            }
+            Event::QueueAlarmsSet(a) => {
+                r.owner_warn_size = a.warn_size;
+                r.owner_del_size = a.del_size;
+                r.owner_unconsumed_minutes = a.unconsumed_minutes;
+                r.reminders_off = a.reminders_off;
+            }
             _ => {}
         }
     }
@@ -314,6 +435,17 @@ impl Model for Queues {
                     size(r.archive_size),
                     r.archive_when_idle.into(),
                     size(r.archive_consumers),
+                    reason_text(r.delete_reason).into(),
+                    r.unconsumed.into(),
+                    r.unconsumed_since.clone().into(),
+                    r.overflowing.into(),
+                    r.last_overflow_email_at.clone().into(),
+                    r.unused_at.clone().into(),
+                    r.unused_delete_on.clone().into(),
+                    size(r.owner_warn_size),
+                    size(r.owner_del_size),
+                    size(r.owner_unconsumed_minutes.map(u64::from)),
+                    r.reminders_off.into(),
                 ]
             })
             .collect();
@@ -350,6 +482,20 @@ fn record_of(r: &QueryResult) -> Result<QueueRecord, DbErr> {
         archive_size: size("archive_size")?,
         archive_when_idle: r.try_get("", "archive_when_idle")?,
         archive_consumers: size("archive_consumers")?,
+        delete_reason: match r.try_get::<String>("", "delete_reason")?.as_str() {
+            "unused" => DeleteReason::Unused,
+            _ => DeleteReason::Size,
+        },
+        unconsumed: r.try_get("", "unconsumed")?,
+        unconsumed_since: r.try_get("", "unconsumed_since")?,
+        overflowing: r.try_get("", "overflowing")?,
+        last_overflow_email_at: r.try_get("", "last_overflow_email_at")?,
+        unused_at: r.try_get("", "unused_at")?,
+        unused_delete_on: r.try_get("", "unused_delete_on")?,
+        owner_warn_size: size("owner_warn_size")?,
+        owner_del_size: size("owner_del_size")?,
+        owner_unconsumed_minutes: size("owner_unconsumed_minutes")?.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
+        reminders_off: r.try_get("", "reminders_off")?,
     })
 }
 
@@ -381,7 +527,9 @@ impl Records {
 const SELECT: &str = "SELECT vhost, name, owner, warned, warned_at, last_warning_at, notified, unbounded, warn_size, \
                       del_size, deleted, delete_pending, delete_failed, dry_run_flagged, last_action, last_action_at, \
                       last_messages, archiving, archived_in_excursion, archive_notified, archive_stopped, archive_error, \
-                      archive_off, archive_size, archive_when_idle, archive_consumers FROM queues";
+                      archive_off, archive_size, archive_when_idle, archive_consumers, delete_reason, unconsumed, \
+                      unconsumed_since, overflowing, last_overflow_email_at, unused_at, unused_delete_on, \
+                      owner_warn_size, owner_del_size, owner_unconsumed_minutes, reminders_off FROM queues";
 
 /// The record of every queue.
 pub async fn all(db: &impl ConnectionTrait) -> Result<Records, DbErr> {
@@ -489,6 +637,8 @@ mod tests {
             del_size: 8000,
             unbounded: false,
             notified,
+            growth_per_minute: None,
+            forecast_delete_at: None,
         })
     }
 
@@ -509,6 +659,7 @@ mod tests {
             owner: Some("alice".into()),
             depth: depth(9000),
             del_size: 8000,
+            reason: DeleteReason::Size,
         });
         let failed = |gone| {
             Event::QueueDeleteFailed(QueueDeleteFailed {
@@ -529,6 +680,7 @@ mod tests {
             depth: depth(9000),
             del_size: 8000,
             dry_run: false,
+            reason: DeleteReason::Size,
         });
         let r = given(vec![
             ("guardian", warned(true)),

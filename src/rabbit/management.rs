@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{Binding, Broker, BrokerError, Consumer, Deleted, Permissions, QueueDepth};
+use super::{Binding, Broker, BrokerError, Consumer, Deleted, Permissions, PolicyLimits, QueueDepth};
 use crate::config::{Config, Secret};
+use crate::domain::alarms::{Limits, Overflow};
 use crate::domain::{Depth, QueueKind, encode_segment};
 
 #[derive(Clone)]
@@ -166,6 +167,36 @@ struct RawDepth {
     messages_unacknowledged: Option<u64>,
     #[serde(rename = "type")]
     kind: Option<String>,
+    #[serde(default)]
+    arguments: Option<serde_json::Value>,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    operator_policy: Option<String>,
+}
+
+/// The length limits named in a queue's arguments (`prefix` `x-`) or a policy's
+/// definition (no prefix). A value of the wrong type is ignored, as RabbitMQ ignores it.
+fn limits_of(v: Option<&serde_json::Value>, prefix: &str) -> Limits {
+    let Some(map) = v.and_then(|v| v.as_object()) else {
+        return Limits::default();
+    };
+    let number = |k: &str| map.get(&format!("{prefix}{k}")).and_then(|n| n.as_u64());
+    Limits {
+        max_length: number("max-length"),
+        max_bytes: number("max-length-bytes"),
+        overflow: map
+            .get(&format!("{prefix}overflow"))
+            .and_then(|o| o.as_str())
+            .and_then(Overflow::parse),
+    }
+}
+
+#[derive(Deserialize)]
+struct RawPolicy {
+    name: String,
+    #[serde(default)]
+    definition: Option<serde_json::Value>,
 }
 
 impl RawDepth {
@@ -176,6 +207,9 @@ impl RawDepth {
             vhost: self.vhost.unwrap_or_else(|| vhost.to_owned()),
             name: self.name,
             kind: self.kind.as_deref().map(QueueKind::parse).unwrap_or_default(),
+            limits: limits_of(self.arguments.as_ref(), "x-"),
+            policy: self.policy.filter(|p| !p.is_empty()),
+            operator_policy: self.operator_policy.filter(|p| !p.is_empty()),
             depth: self.messages.map(|m| {
                 let unacked = self.messages_unacknowledged.unwrap_or(0).min(m);
                 let ready = self.messages_ready.unwrap_or(m - unacked);
@@ -223,7 +257,7 @@ impl Broker for ManagementClient {
         let raw: Vec<RawDepth> = self
             .get(
                 &["queues", vhost],
-                "disable_stats=true&enable_queue_totals=true&columns=name,vhost,type,messages,messages_ready,messages_unacknowledged",
+                "disable_stats=true&enable_queue_totals=true&columns=name,vhost,type,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy",
             )
             .await?;
         Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
@@ -258,6 +292,19 @@ impl Broker for ManagementClient {
                 connection: c.channel_details.and_then(|d| d.connection_name),
             })
             .collect())
+    }
+
+    async fn policy_limits(&self, vhost: &str) -> Result<Vec<PolicyLimits>, BrokerError> {
+        let mut out = Vec::new();
+        for (path, operator) in [("policies", false), ("operator-policies", true)] {
+            let raw: Vec<RawPolicy> = self.get(&[path, vhost], "").await?;
+            out.extend(raw.into_iter().map(|p| PolicyLimits {
+                name: p.name,
+                operator,
+                limits: limits_of(p.definition.as_ref(), ""),
+            }));
+        }
+        Ok(out)
     }
 
     async fn queue_bindings(&self, vhost: &str, queue: &str) -> Result<Vec<Binding>, BrokerError> {

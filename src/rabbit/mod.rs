@@ -7,6 +7,7 @@ pub mod management;
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::accounts::Permissions;
+use crate::domain::alarms::Limits;
 use crate::domain::{Depth, QueueKind};
 pub use management::ManagementClient;
 
@@ -20,6 +21,39 @@ pub struct QueueDepth {
     /// Its type (`classic` when the broker does not say).
     #[serde(default)]
     pub kind: QueueKind,
+    /// The length limits of its arguments (`x-max-length`, `x-max-length-bytes`,
+    /// `x-overflow`).
+    #[serde(default)]
+    pub limits: Limits,
+    /// The names of the policy and operator policy that apply to it.
+    #[serde(default)]
+    pub policy: Option<String>,
+    #[serde(default)]
+    pub operator_policy: Option<String>,
+}
+
+impl QueueDepth {
+    /// A queue without limits or policies.
+    pub fn new(vhost: impl Into<String>, name: impl Into<String>, depth: Option<Depth>, kind: QueueKind) -> QueueDepth {
+        QueueDepth {
+            vhost: vhost.into(),
+            name: name.into(),
+            depth,
+            kind,
+            limits: Limits::default(),
+            policy: None,
+            operator_policy: None,
+        }
+    }
+}
+
+/// The length limits a policy's definition sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyLimits {
+    pub name: String,
+    /// An operator policy (`/api/operator-policies`) rather than a policy.
+    pub operator: bool,
+    pub limits: Limits,
 }
 
 /// One consumer of a queue.
@@ -68,6 +102,8 @@ pub trait Broker: Send + Sync {
     /// One queue, read now; `None` when there is no such queue.
     async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError>;
     async fn consumers(&self, vhost: &str) -> Result<Vec<Consumer>, BrokerError>;
+    /// The length limits of the vhost's policies and operator policies.
+    async fn policy_limits(&self, vhost: &str) -> Result<Vec<PolicyLimits>, BrokerError>;
     async fn queue_bindings(&self, vhost: &str, queue: &str) -> Result<Vec<Binding>, BrokerError>;
     async fn delete_queue(&self, vhost: &str, queue: &str) -> Result<Deleted, BrokerError>;
     async fn user_exists(&self, name: &str) -> Result<bool, BrokerError>;

@@ -628,6 +628,12 @@ impl pulseguardian::rabbit::Broker for UndeletableUsers {
     ) -> Result<Vec<pulseguardian::rabbit::Consumer>, pulseguardian::rabbit::BrokerError> {
         self.0.consumers(vhost).await
     }
+    async fn policy_limits(
+        &self,
+        vhost: &str,
+    ) -> Result<Vec<pulseguardian::rabbit::PolicyLimits>, pulseguardian::rabbit::BrokerError> {
+        self.0.policy_limits(vhost).await
+    }
     async fn queue_bindings(
         &self,
         vhost: &str,

@@ -178,6 +178,8 @@ async fn record_history(t: &TestApp) {
                 del_size: 8000,
                 unbounded: true,
                 notified: true,
+                growth_per_minute: None,
+                forecast_delete_at: None,
             }),
         ),
         ev(
@@ -189,6 +191,7 @@ async fn record_history(t: &TestApp) {
                 depth,
                 del_size: 8000,
                 dry_run: false,
+                reason: Default::default(),
             }),
         ),
         ev(

@@ -99,7 +99,18 @@ fn step_points(points: &[(i64, u64)], until: i64, px: impl Fn(i64) -> f64, py: i
 }
 
 /// The depth over a period with axes, units and the threshold lines.
-pub fn depth_chart(points: &[(i64, u64)], since: i64, until: i64, b: Bands) -> Markup {
+/// Where the depth is heading: the depth now and its growth per minute, drawn dashed
+/// into a quarter of the chart's span ahead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Projection {
+    pub messages: u64,
+    pub per_minute: f64,
+}
+
+pub fn depth_chart(points: &[(i64, u64)], since: i64, now: i64, b: Bands, projection: Option<Projection>) -> Markup {
+    // With a projection the axis runs on past now.
+    let ahead = projection.map(|_| (now - since) / 4).unwrap_or(0);
+    let until = now + ahead;
     const W: f64 = 720.0;
     const H: f64 = 240.0;
     const LEFT: f64 = 64.0;
@@ -113,10 +124,18 @@ pub fn depth_chart(points: &[(i64, u64)], since: i64, until: i64, b: Bands) -> M
     let span = (until - since).max(1) as f64;
     let px = |t: i64| LEFT + ((t.max(since) - since) as f64 / span * pw).min(pw);
     let py = |v: u64| TOP + ph - (v as f64 / max as f64 * ph);
-    let line = step_points(points, until, px, py);
+    let line = step_points(points, now, px, py);
     let y_ticks: Vec<u64> = (0..=4).map(|i| max / 4 * i).collect();
-    let hours = ((until - since) / 3600).max(1);
+    let hours = ((now - since) / 3600).max(1);
     let x_step = if hours > 12 { 4 } else { 1 };
+    let projected = projection.map(|p| {
+        // Up to the chart's top or its right edge, whichever comes first.
+        let headroom = max.saturating_sub(p.messages) as f64;
+        let minutes = (ahead as f64 / 60.0).min(headroom / p.per_minute.max(1e-9));
+        let end_t = now + (minutes * 60.0) as i64;
+        let end_v = p.messages.saturating_add((p.per_minute * minutes) as u64).min(max);
+        format!("{:.1},{:.1} {:.1},{:.1}", px(now), py(p.messages), px(end_t), py(end_v))
+    });
     html! {
         svg.chart width=(W) height=(H) viewBox=(format!("0 0 {W} {H}")) role="img"
             aria-label=(format!("Messages in the queue over the last {hours} hours; peak {peak}")) {
@@ -129,6 +148,9 @@ pub fn depth_chart(points: &[(i64, u64)], since: i64, until: i64, b: Bands) -> M
                 text.axis x=(format!("{:.1}", px(t))) y=(H - 12.0) text-anchor="middle" {
                     @if h == hours { "now" } @else { (format!("−{}h", hours - h)) }
                 }
+            }
+            @if ahead > 0 {
+                text.axis x=(format!("{:.1}", px(until))) y=(H - 12.0) text-anchor="end" { (format!("+{}h", ahead / 3600)) }
             }
             text.axis x="4" y=(TOP + 4.0) { "msgs" }
             text.axis x=(W - RIGHT) y=(H - 1.0) text-anchor="end" { "hours ago" }
@@ -148,6 +170,11 @@ pub fn depth_chart(points: &[(i64, u64)], since: i64, until: i64, b: Bands) -> M
                 text.axis x=(LEFT + pw / 2.0) y=(TOP + ph / 2.0) text-anchor="middle" { "no samples in this period" }
             } @else {
                 polyline.series points=(line) {}
+            }
+            @if let (Some(pts), Some(p)) = (projected, projection) {
+                polyline.projection points=(pts) stroke-dasharray="6 4" {
+                    title { (format!("projected at +{:.1} messages per minute", p.per_minute)) }
+                }
             }
         }
     }
@@ -249,7 +276,7 @@ mod tests {
             delete: 8000,
             unbounded: false,
         };
-        let c = depth_chart(&[(0, 100), (3600, 3000)], 0, 86400, b).into_string();
+        let c = depth_chart(&[(0, 100), (3600, 3000)], 0, 86400, b, None).into_string();
         for part in [
             "warning 2",
             "archive 5",
@@ -261,7 +288,29 @@ mod tests {
         ] {
             assert!(c.contains(part), "{part} missing");
         }
-        let unbounded = depth_chart(&[], 0, 3600, Bands { unbounded: true, ..b }).into_string();
+        let unbounded = depth_chart(&[], 0, 3600, Bands { unbounded: true, ..b }, None).into_string();
         assert!(!unbounded.contains("deletion") && unbounded.contains("no samples"));
+    }
+
+    #[test]
+    fn a_growing_queue_gets_a_dashed_projection_ahead_of_now() {
+        let b = Bands {
+            warn: 2000,
+            archive: None,
+            delete: 8000,
+            unbounded: false,
+        };
+        let p = Projection {
+            messages: 3000,
+            per_minute: 40.0,
+        };
+        let c = depth_chart(&[(0, 100), (80_000, 3000)], 0, 86_400, b, Some(p)).into_string();
+        assert!(
+            c.contains("class=\"projection\"") && c.contains("stroke-dasharray"),
+            "{c}"
+        );
+        assert!(c.contains("+6h"));
+        let flat = depth_chart(&[(0, 100)], 0, 86_400, b, None).into_string();
+        assert!(!flat.contains("projection") && !flat.contains("+6h"));
     }
 }

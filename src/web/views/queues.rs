@@ -6,6 +6,7 @@ use maud::{Markup, html};
 use super::charts::{self, Bands, count};
 use super::layout::{self, Frame};
 use crate::app::queues::{ListPage, QueuePage, QueueView, RecordedEvent};
+use crate::domain::alarms;
 use crate::domain::{QueueKind, QueueStatus, encode_segment};
 
 /// The policy form's errors, by field.
@@ -77,6 +78,9 @@ fn state_badge(v: &QueueView) -> Markup {
             QueueStatus::Normal => span.badge.ok { "normal" },
         }
         @if v.unbounded { " " span.badge.muted title="never deleted automatically" { "unbounded" } }
+        @if v.unconsumed { " " span.badge.warn title="it holds messages and has had no consumer for a while" { "no consumers" } }
+        @if v.overflowing { " " span.badge.danger title="at its length limit: it drops or rejects messages" { "dropping messages" } }
+        @if let Some(on) = &v.unused_delete_on { " " span.badge.warn title="no consumer and nothing read for a long time" { "unused: deleted on " (on.get(..10).unwrap_or(on)) } }
         @if let Some(since) = &v.warned_since { br; small { "since " (layout::when(since)) } }
     }
 }
@@ -97,7 +101,27 @@ fn depth_text(v: &QueueView) -> Markup {
                 @if v.unbounded { " · never deleted" } @else { " · delete > " (count(v.del_size)) }
             }
         }
+        @if let Some(f) = forecast_text(v) { br; small.forecast { (f) } }
     }
+}
+
+/// "deleted in about 2 h at +40/min", or the rate alone when no deletion is coming.
+pub fn forecast_text(v: &QueueView) -> Option<String> {
+    let rate = alarms::describe_rate(v.growth_per_minute?);
+    let now = chrono::Utc::now();
+    Some(
+        match v
+            .forecast_delete_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        {
+            Some(at) => format!(
+                "deleted in {} at {rate}",
+                alarms::describe_in(now, at.with_timezone(&chrono::Utc))
+            ),
+            None => format!("growing at {rate}"),
+        },
+    )
 }
 
 fn gauge(v: &QueueView) -> Markup {
@@ -339,8 +363,12 @@ pub fn page(frame: &Frame, p: &QueuePage, now: i64, errors: PolicyErrors<'_>, do
                     (live(v))
                     section.card {
                         h2 { "Depth over 24 hours" }
-                        (charts::depth_chart(&p.day, since, now, bands))
-                        p.hint { "Messages (ready + unacknowledged), sampled once a minute when the depth changes." }
+                        @let projection = v.growth_per_minute.zip(v.messages).map(|(g, m)| charts::Projection { messages: m, per_minute: g });
+                        (charts::depth_chart(&p.day, since, now, bands, projection))
+                        p.hint {
+                            "Messages (ready + unacknowledged), sampled once a minute when the depth changes."
+                            @if projection.is_some() { " The dashed line carries on the growth of the last 15 minutes." }
+                        }
                     }
                 }
                 None => p.flash.error { "This queue is not on the broker now (it was deleted). Its history stays below." },

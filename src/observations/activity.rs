@@ -1,0 +1,280 @@
+//! What the guardian observes of each queue across cycles, for the alarms: when it was
+//! first seen, when it was last used (it had a consumer, or its count went down: messages
+//! were delivered and acknowledged), since when it has had no consumer, and since when it
+//! has been above its warning size. Kept in memory and in `queue_activity`, written only
+//! when one of them changes (the last use at most once an hour per queue), so a steady
+//! broker costs no statement; loaded again when a guardian takes over.
+//!
+//! An unknown count or consumer count changes nothing: it is not evidence either way.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
+use sea_orm::{ConnectionTrait, DbErr, Value};
+
+use crate::db::stmt;
+use crate::domain::Depth;
+
+/// The last use is written again once it is this much newer than the stored one.
+const LAST_USED_GRANULARITY_SECS: i64 = 3600;
+
+/// One queue's activity, in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    pub first_seen: i64,
+    pub last_used: i64,
+    /// No consumer since then; `None`: it has one, or it was never known.
+    pub idle_since: Option<i64>,
+    /// Above its warning size since then.
+    pub over_since: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    now: Observed,
+    stored: Option<Observed>,
+    last_messages: Option<u64>,
+    seen_in_cycle: bool,
+}
+
+/// Every queue's activity.
+#[derive(Default)]
+pub struct Activity {
+    loaded: bool,
+    rows: HashMap<String, HashMap<String, Row>>,
+    /// Rows to delete: their queues are gone.
+    gone: Vec<(String, String)>,
+}
+
+impl Activity {
+    /// Reads what was stored (once, or again after `forget`).
+    pub async fn load(&mut self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+        if self.loaded {
+            return Ok(());
+        }
+        let rows = db
+            .query_all_raw(stmt(
+                db.get_database_backend(),
+                "SELECT vhost, name, first_seen, last_used, idle_since, over_since FROM queue_activity",
+                [],
+            ))
+            .await?;
+        self.rows.clear();
+        for r in rows {
+            let o = Observed {
+                first_seen: r.try_get("", "first_seen")?,
+                last_used: r.try_get("", "last_used")?,
+                idle_since: r.try_get("", "idle_since")?,
+                over_since: r.try_get("", "over_since")?,
+            };
+            self.rows.entry(r.try_get("", "vhost")?).or_default().insert(
+                r.try_get("", "name")?,
+                Row {
+                    now: o,
+                    stored: Some(o),
+                    last_messages: None,
+                    seen_in_cycle: false,
+                },
+            );
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Another guardian may have written since: read again before the next cycle.
+    pub fn forget(&mut self) {
+        self.loaded = false;
+        self.rows.clear();
+        self.gone.clear();
+    }
+
+    /// Folds in one queue as seen at `now` (Unix seconds); `warn_size` is its warning size.
+    pub fn observe(
+        &mut self,
+        vhost: &str,
+        name: &str,
+        depth: Option<Depth>,
+        consumers: Option<u64>,
+        warn_size: u64,
+        now: i64,
+    ) -> Observed {
+        let by_name = match self.rows.get_mut(vhost) {
+            Some(m) => m,
+            None => self.rows.entry(vhost.to_owned()).or_default(),
+        };
+        let row = match by_name.get_mut(name) {
+            Some(r) => r,
+            None => by_name.entry(name.to_owned()).or_insert_with(|| Row {
+                now: Observed {
+                    first_seen: now,
+                    last_used: now,
+                    idle_since: None,
+                    over_since: None,
+                },
+                stored: None,
+                last_messages: None,
+                seen_in_cycle: false,
+            }),
+        };
+        row.seen_in_cycle = true;
+        let o = &mut row.now;
+        match consumers {
+            Some(0) => {
+                o.idle_since.get_or_insert(now);
+            }
+            Some(_) => {
+                o.last_used = now;
+                o.idle_since = None;
+            }
+            None => {}
+        }
+        if let Some(d) = depth {
+            if row.last_messages.is_some_and(|prev| d.messages < prev) {
+                o.last_used = now;
+            }
+            row.last_messages = Some(d.messages);
+            if d.messages > warn_size {
+                o.over_since.get_or_insert(now);
+            } else {
+                o.over_since = None;
+            }
+        }
+        *o
+    }
+
+    /// The queues of the listing that were not observed since the last call are gone:
+    /// their rows go at the next `flush`.
+    pub fn sweep(&mut self) {
+        for (vhost, by_name) in self.rows.iter_mut() {
+            by_name.retain(|name, row| {
+                let seen = std::mem::replace(&mut row.seen_in_cycle, false);
+                if !seen && row.stored.is_some() {
+                    self.gone.push((vhost.clone(), name.clone()));
+                }
+                seen
+            });
+        }
+        self.rows.retain(|_, m| !m.is_empty());
+    }
+
+    /// Writes what changed; the number of rows written and deleted.
+    pub async fn flush(&mut self, db: &impl ConnectionTrait) -> Result<usize, DbErr> {
+        let mut changed: Vec<(&str, &str, Observed)> = Vec::new();
+        for (vhost, by_name) in &self.rows {
+            for (name, row) in by_name {
+                let due = match row.stored {
+                    None => true,
+                    Some(s) => {
+                        s.first_seen != row.now.first_seen
+                            || s.idle_since != row.now.idle_since
+                            || s.over_since != row.now.over_since
+                            || row.now.last_used - s.last_used >= LAST_USED_GRANULARITY_SECS
+                    }
+                };
+                if due {
+                    changed.push((vhost, name, row.now));
+                }
+            }
+        }
+        let written = changed.len();
+        let key = ["vhost", "name"];
+        let cols = ["first_seen", "last_used", "idle_since", "over_since"];
+        for chunk in changed.chunks(400) {
+            let mut insert = Query::insert();
+            insert
+                .into_table(Alias::new("queue_activity"))
+                .columns(key.iter().chain(&cols).map(|c| Alias::new(*c)));
+            for (vhost, name, o) in chunk {
+                let values: [Value; 6] = [
+                    (*vhost).into(),
+                    (*name).into(),
+                    o.first_seen.into(),
+                    o.last_used.into(),
+                    o.idle_since.into(),
+                    o.over_since.into(),
+                ];
+                insert.values_panic(values.into_iter().map(SimpleExpr::from));
+            }
+            insert.on_conflict(
+                OnConflict::columns(key.map(Alias::new))
+                    .update_columns(cols.map(Alias::new))
+                    .to_owned(),
+            );
+            db.execute(&insert).await?;
+        }
+        let changed: Vec<(String, String, Observed)> = changed
+            .into_iter()
+            .map(|(v, n, o)| (v.to_owned(), n.to_owned(), o))
+            .collect();
+        for (vhost, name, o) in changed {
+            if let Some(row) = self.rows.get_mut(&vhost).and_then(|m| m.get_mut(&name)) {
+                row.stored = Some(o);
+            }
+        }
+        let gone = std::mem::take(&mut self.gone);
+        for chunk in gone.chunks(200) {
+            let marks = vec!["(?, ?)"; chunk.len()].join(", ");
+            let values: Vec<Value> = chunk
+                .iter()
+                .flat_map(|(v, n)| [v.as_str().into(), n.as_str().into()])
+                .collect();
+            db.execute_raw(stmt(
+                db.get_database_backend(),
+                format!("DELETE FROM queue_activity WHERE (vhost, name) IN ({marks})"),
+                values,
+            ))
+            .await?;
+        }
+        Ok(written + gone.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(m: u64) -> Option<Depth> {
+        Some(Depth::of(m, 0))
+    }
+
+    #[test]
+    fn given_a_new_queue_then_first_seen_and_used_now() {
+        let mut a = Activity::default();
+        let o = a.observe("/", "q", d(0), Some(0), 100, 1000);
+        assert_eq!(
+            o,
+            Observed {
+                first_seen: 1000,
+                last_used: 1000,
+                idle_since: Some(1000),
+                over_since: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_consumer_or_a_count_going_down_is_a_use_and_an_unknown_count_is_nothing() {
+        let mut a = Activity::default();
+        a.observe("/", "q", d(10), Some(0), 100, 1000);
+        assert_eq!(a.observe("/", "q", d(12), Some(0), 100, 2000).last_used, 1000);
+        // Read from: the count went down.
+        assert_eq!(a.observe("/", "q", d(5), Some(0), 100, 3000).last_used, 3000);
+        // Unknown: no evidence.
+        let o = a.observe("/", "q", None, None, 100, 4000);
+        assert_eq!((o.last_used, o.idle_since), (3000, Some(1000)));
+        // A consumer: used, and no longer idle.
+        let o = a.observe("/", "q", d(5), Some(1), 100, 5000);
+        assert_eq!((o.last_used, o.idle_since), (5000, None));
+        // It leaves: idle from now.
+        assert_eq!(a.observe("/", "q", d(5), Some(0), 100, 6000).idle_since, Some(6000));
+    }
+
+    #[test]
+    fn an_excursion_above_the_warning_size_is_dated_from_its_first_sight() {
+        let mut a = Activity::default();
+        assert_eq!(a.observe("/", "q", d(101), None, 100, 1000).over_since, Some(1000));
+        assert_eq!(a.observe("/", "q", d(150), None, 100, 2000).over_since, Some(1000));
+        assert_eq!(a.observe("/", "q", None, None, 100, 2500).over_since, Some(1000));
+        assert_eq!(a.observe("/", "q", d(100), None, 100, 3000).over_since, None);
+    }
+}
