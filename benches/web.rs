@@ -23,7 +23,7 @@ fn seen(i: usize, wave: u64) -> Seen {
         depth: Some(pulseguardian::domain::Depth::of(messages, 0)),
         consumers: Some((i % 3) as u64),
         kind: Default::default(),
-        growth: (i % 10 == 0).then_some(4000),
+        growth: i.is_multiple_of(10).then_some(4000),
     }
 }
 
