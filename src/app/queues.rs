@@ -199,9 +199,61 @@ pub struct ListQuery {
     pub account: Option<String>,
     pub over_warning: bool,
     pub without_owner: bool,
+    /// Only the queues that need this attention.
+    pub attention: Option<Attention>,
     pub sort: Sort,
     pub page: usize,
 }
+
+/// What the overview counts, each a filter of the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    /// Deletion forecast within the hour.
+    AtRisk,
+    Unconsumed,
+    Dropping,
+    Archiving,
+    Unused,
+}
+
+impl Attention {
+    pub fn parse(s: &str) -> Option<Attention> {
+        Some(match s {
+            "at-risk" => Attention::AtRisk,
+            "unconsumed" => Attention::Unconsumed,
+            "dropping" => Attention::Dropping,
+            "archiving" => Attention::Archiving,
+            "unused" => Attention::Unused,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attention::AtRisk => "at-risk",
+            Attention::Unconsumed => "unconsumed",
+            Attention::Dropping => "dropping",
+            Attention::Archiving => "archiving",
+            Attention::Unused => "unused",
+        }
+    }
+}
+
+/// The line at the top of the listing: what needs attention among the visible queues.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overview {
+    pub over_warning: usize,
+    pub at_risk: usize,
+    pub unconsumed: usize,
+    pub dropping: usize,
+    pub archiving: usize,
+    pub unused: usize,
+    /// `None` before the guardian's first read; else whether the broker answered.
+    pub broker_reachable: Option<bool>,
+}
+
+/// A deletion forecast within this long puts a queue at risk.
+pub const AT_RISK_SECS: i64 = 3600;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Sort {
@@ -225,6 +277,7 @@ pub struct ListPage {
     pub last_hour: HashMap<QueueRef, Vec<Point>>,
     /// May see every queue (admins, auditors).
     pub all: bool,
+    pub overview: Overview,
 }
 
 /// The visible queues after filters and sort, and one page of them. Only the page's
@@ -232,7 +285,12 @@ pub struct ListPage {
 pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Result<ListPage, AppError> {
     let listing = Listing::load(ctx).await?;
     let needle = q.name_contains.to_lowercase();
-    let warn = |r: Option<&QueueRecord>| r.and_then(|r| r.warn_size).unwrap_or(ctx.config.warn_queue_size);
+    let policy = ctx.policy();
+    let warn = |r: Option<&QueueRecord>| {
+        policy
+            .effective(&r.map(QueueRecord::overrides).unwrap_or_default())
+            .warn_size
+    };
     let keep = |s: &Seen, r: Option<&QueueRecord>| {
         let owner = owner_of(&s.name);
         (needle.is_empty() || s.name.to_lowercase().contains(&needle))
@@ -241,7 +299,32 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
             && (!q.over_warning || s.messages().is_some_and(|m| m > warn(r)))
             && (!q.without_owner || owner.is_none())
     };
-    let mut all: Vec<(&Seen, Option<&QueueRecord>)> = listing.visible(who).filter(|(s, r)| keep(s, *r)).collect();
+    let at_risk = |s: &Seen, r: Option<&QueueRecord>| {
+        s.growth.is_some() && seen_view(ctx, s, r).at_risk_within(chrono::Utc::now(), AT_RISK_SECS)
+    };
+    let needs = |a: Attention, s: &Seen, r: Option<&QueueRecord>| match a {
+        Attention::AtRisk => at_risk(s, r),
+        Attention::Unconsumed => r.is_some_and(|r| r.unconsumed),
+        Attention::Dropping => r.is_some_and(|r| r.overflowing),
+        Attention::Archiving => r.is_some_and(|r| r.archiving),
+        Attention::Unused => r.is_some_and(|r| r.unused_delete_on.is_some()),
+    };
+    let mut overview = Overview {
+        broker_reachable: crate::projections::broker::status(&ctx.db).await?.map(|b| b.reachable),
+        ..Overview::default()
+    };
+    for (s, r) in listing.visible(who) {
+        overview.over_warning += usize::from(s.messages().is_some_and(|m| m > warn(r)));
+        overview.at_risk += usize::from(at_risk(s, r));
+        overview.unconsumed += usize::from(needs(Attention::Unconsumed, s, r));
+        overview.dropping += usize::from(needs(Attention::Dropping, s, r));
+        overview.archiving += usize::from(needs(Attention::Archiving, s, r));
+        overview.unused += usize::from(needs(Attention::Unused, s, r));
+    }
+    let mut all: Vec<(&Seen, Option<&QueueRecord>)> = listing
+        .visible(who)
+        .filter(|(s, r)| keep(s, *r) && q.attention.is_none_or(|a| needs(a, s, *r)))
+        .collect();
     let state = |s: &Seen, r: Option<&QueueRecord>| seen_view(ctx, s, r).state;
     match q.sort {
         Sort::Depth => all.sort_by(|a, b| {
@@ -274,6 +357,7 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
         pages,
         observed_at: listing.snapshot.observed_at.clone(),
         all: who.may(Action::ViewAllQueues),
+        overview,
     })
 }
 
@@ -343,6 +427,11 @@ pub struct QueuePage {
     pub archive: Option<super::archives::ArchiveSummary>,
     pub may_delete: bool,
     pub may_set_policy: bool,
+    pub may_set_alarms: bool,
+    /// The sizes an owner may lower: an admin's or the global ones.
+    pub alarm_bounds: (u64, u64),
+    /// Minutes without consumers in force, and the global default.
+    pub unconsumed_minutes: (u32, u32),
     pub may_republish: bool,
     pub may_purge: bool,
 }
@@ -375,12 +464,16 @@ pub async fn page(ctx: &Context, who: &Principal, q: &QueueRef, now: i64) -> Res
     };
     let record = rec.unwrap_or_default();
     let c = &ctx.config;
+    let eff = ctx.policy().effective(&record.overrides());
     Ok(QueuePage {
         day: samples::of_queue(&ctx.db, q, now - 24 * 3600).await?,
         reserved: q.owner_name().is_some_and(|o| ctx.reserved(o)),
-        warn_size: record.warn_size.unwrap_or(c.warn_queue_size),
-        del_size: record.del_size.unwrap_or(c.del_queue_size),
-        archive_size: ctx.policy().effective(&record.overrides()).archive_size,
+        warn_size: eff.warn_size,
+        del_size: eff.del_size,
+        archive_size: eff.archive_size,
+        may_set_alarms: who.may(Action::SetQueueAlarms { owner: q.owner_name() }),
+        alarm_bounds: ctx.policy().bounds(&record.overrides()),
+        unconsumed_minutes: (eff.unconsumed_minutes, c.unconsumed_minutes),
         archive: if who.may(Action::ReadArchive { owner: q.owner_name() }) {
             crate::projections::archives::one(&ctx.db, q)
                 .await?
@@ -500,6 +593,75 @@ pub async fn set_policy(ctx: &Context, who: &Principal, q: &QueueRef, form: Poli
         archive_off: overrides.archive_off,
         archive_size: overrides.archive_size,
         archive_when_idle: overrides.archive_when_idle,
+    });
+    ctx.record(vec![NewEvent::new(q.stream(), e, who.actor())]).await?;
+    Ok(())
+}
+
+/// The owners' alarms as typed into the form: blank for the default.
+pub struct AlarmsForm<'a> {
+    pub warn_size: &'a str,
+    pub del_size: &'a str,
+    pub unconsumed_minutes: &'a str,
+    pub reminders_off: bool,
+}
+
+/// Sets a queue's alarms (its owners, and admins) within the global bounds: sizes only
+/// lowered, minutes without consumers from 0 (never) to a week.
+pub async fn set_alarms(ctx: &Context, who: &Principal, q: &QueueRef, form: AlarmsForm<'_>) -> Result<(), AppError> {
+    visible_to(ctx, who, q)?;
+    who.require(Action::SetQueueAlarms { owner: q.owner_name() })?;
+    let field = crate::domain::accounts::field_error;
+    let size = |name: &'static str, s: &str| match s.trim() {
+        "" => Ok(None),
+        s => parse_size(s)
+            .map(Some)
+            .map_err(|why| field(name, format!("The size {why}, or blank for the default."))),
+    };
+    let warn = size("alarm_warn_size", form.warn_size);
+    let del = size("alarm_del_size", form.del_size);
+    let minutes = match form.unconsumed_minutes.trim() {
+        "" => Ok(None),
+        m => m.parse::<u32>().map(Some).map_err(|_| {
+            field(
+                "unconsumed_minutes",
+                "Minutes must be a whole number (0: never), or blank for the default.".to_owned(),
+            )
+        }),
+    };
+    let errors: Vec<_> = [warn.clone().err(), del.clone().err(), minutes.clone().err()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !errors.is_empty() {
+        return Err(AppError::Invalid(errors));
+    }
+    let mut overrides = crate::projections::queues::one(&ctx.db, q)
+        .await?
+        .map(|r| r.overrides())
+        .unwrap_or_default();
+    overrides.owner = crate::domain::policy::OwnerAlarms {
+        warn_size: warn.ok().flatten(),
+        del_size: del.ok().flatten(),
+        unconsumed_minutes: minutes.ok().flatten(),
+        reminders_off: form.reminders_off,
+    };
+    ctx.policy().check_owner(&overrides).map_err(|(name, why)| {
+        let name = match name {
+            "warn_size" => "alarm_warn_size",
+            "del_size" => "alarm_del_size",
+            other => other,
+        };
+        AppError::field(name, why)
+    })?;
+    let o = overrides.owner;
+    let e = Event::QueueAlarmsSet(crate::domain::event::QueueAlarmsSet {
+        vhost: q.vhost.clone(),
+        name: q.name.clone(),
+        warn_size: o.warn_size,
+        del_size: o.del_size,
+        unconsumed_minutes: o.unconsumed_minutes,
+        reminders_off: o.reminders_off,
     });
     ctx.record(vec![NewEvent::new(q.stream(), e, who.actor())]).await?;
     Ok(())

@@ -36,6 +36,10 @@ pub enum Action<'a> {
     },
     /// Per-queue unbounded flag and sizes.
     SetQueuePolicy,
+    /// The owners' own alarms of a queue: lower sizes, unconsumed minutes, reminders.
+    SetQueueAlarms {
+        owner: Option<&'a str>,
+    },
     /// Download a queue's archive (it outlives the queue).
     ReadArchive {
         owner: Option<&'a str>,
@@ -76,6 +80,7 @@ impl Principal {
             Action::DeleteQueue { owner } => self.owns(owner),
             Action::ReadArchive { owner } => self.auditor || self.owns(owner),
             Action::RepublishArchive { owner } => self.owns(owner),
+            Action::SetQueueAlarms { owner } => self.owns(owner),
             Action::SetQueuePolicy | Action::ManageRoles | Action::PurgeArchive => false,
             Action::ViewAllQueues | Action::ViewAllAccounts | Action::ViewAudit | Action::ViewPeople => self.auditor,
             // Only people whose address is proven may make accounts (their emails must
@@ -154,6 +159,9 @@ mod tests {
         assert!(!p.may(Action::ManageAccount { name: "bob" }));
         assert!(!p.may(Action::ViewAudit));
         assert!(!p.may(Action::SetQueuePolicy));
+        assert!(p.may(Action::SetQueueAlarms { owner: Some("alice") }));
+        assert!(!p.may(Action::SetQueueAlarms { owner: Some("bob") }));
+        assert!(!p.may(Action::SetQueueAlarms { owner: None }));
         assert!(!p.may(Action::ViewAllQueues));
         assert!(p.may(Action::ReadArchive { owner: Some("alice") }));
         assert!(!p.may(Action::ReadArchive { owner: Some("bob") }));

@@ -73,6 +73,7 @@ pub fn routes(ctx: Context, session_key: &[u8], metrics: PrometheusHandle) -> im
         .at("/queues/:vhost/:name/live", get(queues::show_live))
         .at("/queues/:vhost/:name/delete", post(queues::delete))
         .at("/queues/:vhost/:name/policy", post(queues::set_policy))
+        .at("/queues/:vhost/:name/alarms", post(queues::set_alarms))
         .at("/queues/:vhost/:name/archive", get(archives::download))
         .at("/queues/:vhost/:name/archive/republish", post(archives::republish))
         .at("/queues/:vhost/:name/archive/purge", post(archives::purge))

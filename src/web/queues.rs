@@ -31,6 +31,8 @@ pub struct Filters {
     over: Option<String>,
     noowner: Option<String>,
     #[serde(default)]
+    needs: String,
+    #[serde(default)]
     sort: String,
     page: Option<usize>,
     done: Option<String>,
@@ -45,6 +47,7 @@ impl Filters {
             ("vhost", &self.vhost),
             ("owner", &self.owner),
             ("sort", &self.sort),
+            ("needs", &self.needs),
         ] {
             if !v.is_empty() {
                 s.append_pair(k, v);
@@ -70,6 +73,7 @@ impl Filters {
             account: text(&self.owner),
             over_warning: self.over.is_some(),
             without_owner: self.noowner.is_some(),
+            attention: queues::Attention::parse(&self.needs),
             sort: match self.sort.as_str() {
                 "depth" => Sort::Depth,
                 "state" => Sort::State,
@@ -250,6 +254,53 @@ pub async fn set_policy(
                 warn: error("warn_size"),
                 del: error("del_size"),
                 archive: error("archive_size"),
+                ..Default::default()
+            };
+            let body = views::page(&frame, &page, now, errors, None);
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlarmsInput {
+    #[serde(default)]
+    alarm_warn_size: String,
+    #[serde(default)]
+    alarm_del_size: String,
+    #[serde(default)]
+    unconsumed_minutes: String,
+    reminders_off: Option<String>,
+}
+
+#[handler]
+pub async fn set_alarms(
+    Data(ctx): Data<&Context>,
+    session: &Session,
+    SignedIn(who): SignedIn,
+    Path((vhost, name)): Path<(String, String)>,
+    Form(f): Form<AlarmsInput>,
+) -> Result<Response, PageError> {
+    let q = QueueRef::new(vhost, name);
+    let form = queues::AlarmsForm {
+        warn_size: &f.alarm_warn_size,
+        del_size: &f.alarm_del_size,
+        unconsumed_minutes: &f.unconsumed_minutes,
+        reminders_off: f.reminders_off.is_some(),
+    };
+    match queues::set_alarms(ctx, &who, &q, form).await {
+        Ok(()) => Ok(see_other(format!("{}?done={}", q.path(), urlencode("Alarms set.")))),
+        Err(AppError::Invalid(errors)) => {
+            let now = chrono::Utc::now().timestamp();
+            let page = queues::page(ctx, &who, &q, now).await?;
+            let error = |field: &str| errors.iter().find(|e| e.field == field).map(|e| e.message.as_str());
+            let frame = frame(session, Some(who.clone()), ctx, "queues");
+            let errors = views::PolicyErrors {
+                alarm_warn: error("alarm_warn_size"),
+                alarm_del: error("alarm_del_size"),
+                unconsumed: error("unconsumed_minutes"),
+                ..Default::default()
             };
             let body = views::page(&frame, &page, now, errors, None);
             Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())

@@ -20,15 +20,15 @@ use crate::support::{Backend, Relay, TestApp, run_binary, wait_for};
 
 /// A vhost of its own, an app guarding it, and the account `alice` owned by a verified
 /// and an unverified person.
-struct World {
-    t: TestApp,
-    vhost: TestVhost,
-    guardian: Guardian,
-    owner: String,
-    unverified: String,
+pub struct World {
+    pub t: TestApp,
+    pub vhost: TestVhost,
+    pub guardian: Guardian,
+    pub owner: String,
+    pub unverified: String,
 }
 
-async fn world(backend: Backend, extra: &[(&str, &str)]) -> World {
+pub async fn world(backend: Backend, extra: &[(&str, &str)]) -> World {
     let vhost = TestVhost::new().await;
     let mut env = vec![
         ("RABBIT_VHOSTS", vhost.name.as_str()),
@@ -75,14 +75,14 @@ pub async fn account(t: &TestApp, name: &str, owners: &[&str], verified: &[&str]
     t.app.record(batch).await.unwrap();
 }
 
-async fn guarded(w: &World) -> pulseguardian::guardian::Report {
+pub async fn guarded(w: &World) -> pulseguardian::guardian::Report {
     match w.guardian.cycle().await.unwrap() {
         Outcome::Guarded(r) => r,
         other => panic!("expected a guarded cycle, got {other:?}"),
     }
 }
 
-async fn events_of(w: &World, kind: &str) -> Vec<StoredEvent> {
+pub async fn events_of(w: &World, kind: &str) -> Vec<StoredEvent> {
     store::read_after(&w.t.app.db, 0, 10_000)
         .await
         .unwrap()
@@ -91,7 +91,7 @@ async fn events_of(w: &World, kind: &str) -> Vec<StoredEvent> {
         .collect()
 }
 
-async fn send_emails(w: &World) -> dispatch::Dispatched {
+pub async fn send_emails(w: &World) -> dispatch::Dispatched {
     send_emails_of(&w.t).await
 }
 

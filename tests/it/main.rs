@@ -8,6 +8,7 @@ mod rabbit;
 mod support;
 
 mod accounts;
+mod alarms;
 mod amqp;
 mod api;
 mod archive;

@@ -79,6 +79,11 @@ impl TestVhost {
     /// Declares `queue` and publishes `n` messages into it through the default exchange.
     pub async fn fill(&self, queue: &str, n: usize) {
         self.declare(queue).await;
+        self.publish(queue, n).await;
+    }
+
+    /// Publishes `n` messages into `queue` (declared already) through the default exchange.
+    pub async fn publish(&self, queue: &str, n: usize) {
         let url = api(&format!("exchanges/{}/amq.default/publish", encode_segment(&self.name)));
         for i in 0..n {
             let r = self.http.post(&url).basic_auth("guest", Some("guest"))

@@ -15,6 +15,9 @@ pub struct PolicyErrors<'a> {
     pub warn: Option<&'a str>,
     pub del: Option<&'a str>,
     pub archive: Option<&'a str>,
+    pub alarm_warn: Option<&'a str>,
+    pub alarm_del: Option<&'a str>,
+    pub unconsumed: Option<&'a str>,
 }
 
 /// How a queue being archived is archived, for the badge's title.
@@ -146,6 +149,7 @@ pub fn table(list: &ListPage, now: i64, query_with_page: &dyn Fn(usize) -> Strin
     html! {
         div #queue-list hx-get=(format!("/queues/rows?{}", query_with_page(list.page))) hx-trigger="refresh" hx-swap="outerHTML"
             data-refresh=(REFRESH_SECS) {
+            (overview(list, now))
             p.meta {
                 (list.total) " queues"
                 @if !list.observed_at.is_empty() { " · depths as of " (layout::when(&list.observed_at)) }
@@ -251,6 +255,40 @@ pub fn index(
     )
 }
 
+/// One line of what needs attention, each figure a link to the filtered list.
+fn overview(list: &ListPage, now: i64) -> Markup {
+    let o = &list.overview;
+    let figures = [
+        (o.over_warning, "over the warning size", "over=on"),
+        (o.at_risk, "at risk (deletion within the hour)", "needs=at-risk"),
+        (o.unconsumed, "without consumers", "needs=unconsumed"),
+        (o.dropping, "dropping messages", "needs=dropping"),
+        (o.archiving, "being archived", "needs=archiving"),
+        (o.unused, "unused, to be deleted", "needs=unused"),
+    ];
+    let age = chrono::DateTime::parse_from_rfc3339(&list.observed_at)
+        .ok()
+        .map(|t| now - t.timestamp());
+    html! {
+        p.overview #overview role="status" {
+            @for (i, (n, what, filter)) in figures.iter().enumerate() {
+                @if i > 0 { " · " }
+                a href=(format!("/queues?{filter}")) class=(if *n > 0 { "attention" } else { "calm" }) { strong { (n) } " " (what) }
+            }
+            " · broker "
+            @match o.broker_reachable {
+                Some(true) => span.badge.ok { "reachable" },
+                Some(false) => span.badge.danger { "unreachable" },
+                None => span.badge.muted { "not read yet" },
+            }
+            @match age {
+                Some(secs) => { " · last guardian cycle " (secs.max(0)) " s ago" },
+                None => " · no guardian cycle yet",
+            }
+        }
+    }
+}
+
 /// The queue's live numbers: gauge, counts, state.
 pub fn live(v: &QueueView) -> Markup {
     html! {
@@ -272,6 +310,41 @@ pub fn live(v: &QueueView) -> Markup {
 /// The live part of a queue that is no longer on the broker.
 pub fn live_gone() -> Markup {
     html! { section.card.live #queue-live { p.flash.error { "This queue is no longer on the broker." } } }
+}
+
+/// The alarms in force, and the owners' form to set them.
+fn alarms_card(frame: &Frame, p: &QueuePage, errors: PolicyErrors<'_>) -> Markup {
+    let q = &p.queue;
+    let rec = &p.record;
+    let (warn_bound, del_bound) = p.alarm_bounds;
+    let (minutes, default_minutes) = p.unconsumed_minutes;
+    let text = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    html! {
+        @if !p.reserved {
+            section.card #alarms {
+                h2 { "Alarms" }
+                dl.facts {
+                    dt { "No consumers" } dd {
+                        @if minutes == 0 { "not watched" } @else { "owners are told after " (minutes) " minutes without a consumer" }
+                        @if rec.unconsumed { " · " span.badge.warn { "no consumers now" } }
+                    }
+                    dt { "Reminders" } dd { @if rec.reminders_off { "off for this queue" } @else { "while above the warning size" } }
+                    @if rec.overflowing { dt { "Length limit" } dd { span.badge.danger { "at its limit: dropping messages" } } }
+                    @if let Some(on) = &rec.unused_delete_on { dt { "Unused" } dd { "to be deleted on " (on.get(..10).unwrap_or(on)) " unless something consumes it" } }
+                }
+                @if p.may_set_alarms {
+                    form.stack method="post" action=(format!("{}/alarms", q.path())) {
+                        (frame.csrf_field())
+                        (layout::field("alarm_warn_size", &format!("Warn above (blank: {warn_bound}; only lower)"), "number", &text(rec.owner_warn_size), errors.alarm_warn, None))
+                        (layout::field("alarm_del_size", &format!("Delete above (blank: {del_bound}; only lower)"), "number", &text(rec.owner_del_size), errors.alarm_del, None))
+                        (layout::field("unconsumed_minutes", &format!("Minutes without consumers before telling (blank: {default_minutes}; 0: never)"), "number", &rec.owner_unconsumed_minutes.map(|m| m.to_string()).unwrap_or_default(), errors.unconsumed, None))
+                        div.field.check { label { input type="checkbox" name="reminders_off" value="on" checked[rec.reminders_off]; " No reminders while it stays above the warning size" } }
+                        button.btn type="submit" { "Set alarms" }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What the queue's archive holds, its download, re-publishing and purge.
@@ -430,6 +503,7 @@ pub fn page(frame: &Frame, p: &QueuePage, now: i64, errors: PolicyErrors<'_>, do
                     }
                 }
             }
+            (alarms_card(frame, p, errors))
             (archive_card(frame, p))
             @if p.may_delete {
                 section.card.danger {
