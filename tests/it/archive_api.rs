@@ -214,6 +214,15 @@ async fn archives_over_http_for_their_readers_only(backend: Backend) {
         (mine["type"].as_str(), mine["archived"].as_u64()),
         (Some("classic"), Some(40))
     );
+    // Not growing (it was just archived down): no forecast, said as null.
+    assert!(
+        mine["growth_per_minute"].is_null() && mine["forecast_delete_at"].is_null(),
+        "{mine}"
+    );
+    assert_eq!(
+        (mine["unconsumed"].as_bool(), mine["overflowing"].as_bool()),
+        (Some(false), Some(false))
+    );
 
     // The page: the archive card with its download, for a signed-in person.
     let page_path = format!("/queues/{}/{}", encode_segment(&site.vhost.name), encode_segment(&q));

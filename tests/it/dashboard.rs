@@ -230,3 +230,63 @@ async fn the_audit_page_filters_pages_and_exports() {
     assert_eq!(events.len() as i64, site.head().await, "everything, oldest first");
     assert_eq!(events[0]["seq"], 1);
 }
+
+#[tokio::test]
+async fn owners_lower_their_queues_alarms_within_the_bounds_and_the_overview_counts_them() {
+    let (site, owner, _) = site_with(&[("queue/acct/mine", 4), ("queue/other/theirs", 1)]).await;
+    let mine = queue_path(&site, "queue/acct/mine");
+    let theirs = queue_path(&site, "queue/other/theirs");
+
+    // Above the bounds, or not a number: field errors, nothing recorded.
+    let high = owner
+        .post_form(&format!("{mine}/alarms"), &[("alarm_warn_size", "4")])
+        .await;
+    assert_eq!(high.status, 422);
+    assert!(high.body.contains("can only be lowered: at most 3"), "{}", high.body);
+    let bad = owner
+        .post_form(&format!("{mine}/alarms"), &[("unconsumed_minutes", "soon")])
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("Minutes must be a whole number"));
+    let long = owner
+        .post_form(&format!("{mine}/alarms"), &[("unconsumed_minutes", "10081")])
+        .await;
+    assert_eq!(long.status, 422);
+    assert!(site.events_of("QueueAlarmsSet").await.is_empty());
+    // Someone else's queue: not there.
+    let other = owner
+        .post_form(&format!("{theirs}/alarms"), &[("alarm_warn_size", "1")])
+        .await;
+    assert_eq!(other.status, 404);
+
+    let set = owner
+        .post_form(
+            &format!("{mine}/alarms"),
+            &[
+                ("alarm_warn_size", "2"),
+                ("alarm_del_size", "40"),
+                ("unconsumed_minutes", "0"),
+                ("reminders_off", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(set.status, 303);
+    let events = site.events_of("QueueAlarmsSet").await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].actor.starts_with("user:owner-"));
+    let page = owner.get(&mine).await.body;
+    assert!(
+        page.contains("not watched") && page.contains("off for this queue"),
+        "{page}"
+    );
+    assert!(page.contains("warn &gt; 2"), "the owner's size is in force: {page}");
+
+    // The overview line says what needs attention, each figure a filter.
+    let list = owner.get("/queues").await.body;
+    assert!(list.contains("id=\"overview\""), "{list}");
+    assert!(list.contains("<strong>1</strong> over the warning size"), "{list}");
+    assert!(list.contains("href=\"/queues?needs=unconsumed\""));
+    let dropping = owner.get("/queues?needs=dropping").await.body;
+    assert!(dropping.contains("No queues to show."), "{dropping}");
+    drop(site);
+}
