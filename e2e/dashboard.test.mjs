@@ -246,6 +246,9 @@ test('dashboard: sign in, account, live gauge, delete, audit', { timeout: 120_00
       (await row.locator('svg.gauge').getAttribute('aria-label')) === '2 messages');
     assert.match(await gaugeFill.getAttribute('class'), /(^|\s)ok(\s|$)/);
     assert.equal(await row.locator('.badge:has-text("over warning")').count(), 0);
+    const overview = page.locator('#overview');
+    assert.match(await overview.innerText(), /0 over the warning size/);
+    assert.match(await overview.innerText(), /broker reachable/);
     noConsoleErrors('on /queues before the warning');
 
     await page.evaluate(() => { window.__marker = 1; });
@@ -256,6 +259,10 @@ test('dashboard: sign in, account, live gauge, delete, audit', { timeout: 120_00
       && (await row.locator('.badge:has-text("over warning")').count()) === 1, 250);
     t.diagnostic(`over-warn shown ${((Date.now() - t0) / 1000).toFixed(1)} s after publishing`);
     assert.equal(await row.locator('svg.gauge').getAttribute('aria-label'), '10 messages');
+    // The overview line refreshed with the table, and its figure filters the list.
+    await until('the overview to count the queue over the warning size', 10_000, async () =>
+      /1 over the warning size/.test(await page.locator('#overview').innerText()), 250);
+    assert.equal(await page.locator('#overview a[href="/queues?over=on"]').count(), 1);
     assert.equal(await page.evaluate(() => window.__marker), 1, 'the page was not reloaded');
     assert.equal(new URL(page.url()).pathname, '/queues');
     await screenshot(page, 'queues');

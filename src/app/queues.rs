@@ -310,7 +310,11 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
         Attention::Unused => r.is_some_and(|r| r.unused_delete_on.is_some()),
     };
     let mut overview = Overview {
-        broker_reachable: crate::projections::broker::status(&ctx.db).await?.map(|b| b.reachable),
+        // No outage on record and an observation made: the broker answered.
+        broker_reachable: crate::projections::broker::status(&ctx.db)
+            .await?
+            .map(|b| b.reachable)
+            .or((!listing.snapshot.observed_at.is_empty()).then_some(true)),
         ..Overview::default()
     };
     for (s, r) in listing.visible(who) {

@@ -523,3 +523,53 @@ pub fn page(frame: &Frame, p: &QueuePage, now: i64, errors: PolicyErrors<'_>, do
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(growth: Option<f64>, forecast: Option<String>) -> QueueView {
+        QueueView {
+            vhost: "/".into(),
+            name: "queue/alice/jobs".into(),
+            owner: Some("alice".into()),
+            messages: Some(2500),
+            ready: Some(2500),
+            unacked: Some(0),
+            consumers: Some(0),
+            state: QueueStatus::Warned,
+            warned_since: None,
+            unbounded: false,
+            warn_size: 2000,
+            del_size: 8000,
+            archive_size: None,
+            last_action: None,
+            last_action_at: None,
+            kind: QueueKind::Classic,
+            archiving: false,
+            archive_when_idle: false,
+            archived: 0,
+            growth_per_minute: growth,
+            forecast_delete_at: forecast,
+            unconsumed: true,
+            overflowing: true,
+            unused_delete_on: None,
+        }
+    }
+
+    #[test]
+    fn a_growing_gauge_says_when_the_queue_is_deleted_at_its_rate() {
+        let at = (chrono::Utc::now() + chrono::Duration::minutes(125)).to_rfc3339();
+        let text = depth_text(&view(Some(40.0), Some(at))).into_string();
+        assert!(text.contains("deleted in about 2 h at +40/min"), "{text}");
+        let unbounded = depth_text(&view(Some(2.5), None)).into_string();
+        assert!(unbounded.contains("growing at +2.5/min"), "{unbounded}");
+        let still = depth_text(&view(None, None)).into_string();
+        assert!(!still.contains("forecast"), "{still}");
+        let badges = state_badge(&view(None, None)).into_string();
+        assert!(
+            badges.contains("no consumers") && badges.contains("dropping messages"),
+            "{badges}"
+        );
+    }
+}
