@@ -246,18 +246,14 @@ pub async fn set_policy(
     match queues::set_policy(ctx, &who, &q, form).await {
         Ok(()) => Ok(see_other(q.path())),
         Err(AppError::Invalid(errors)) => {
-            let now = chrono::Utc::now().timestamp();
-            let page = queues::page(ctx, &who, &q, now).await?;
             let error = |field: &str| errors.iter().find(|e| e.field == field).map(|e| e.message.as_str());
-            let frame = frame(session, Some(who.clone()), ctx, "queues");
-            let errors = views::PolicyErrors {
+            let shown = views::PolicyErrors {
                 warn: error("warn_size"),
                 del: error("del_size"),
                 archive: error("archive_size"),
                 ..Default::default()
             };
-            let body = views::page(&frame, &page, now, errors, None);
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+            with_errors(ctx, session, &who, &q, shown).await
         }
         Err(e) => Err(e.into()),
     }
@@ -292,19 +288,30 @@ pub async fn set_alarms(
     match queues::set_alarms(ctx, &who, &q, form).await {
         Ok(()) => Ok(see_other(format!("{}?done={}", q.path(), urlencode("Alarms set.")))),
         Err(AppError::Invalid(errors)) => {
-            let now = chrono::Utc::now().timestamp();
-            let page = queues::page(ctx, &who, &q, now).await?;
             let error = |field: &str| errors.iter().find(|e| e.field == field).map(|e| e.message.as_str());
-            let frame = frame(session, Some(who.clone()), ctx, "queues");
-            let errors = views::PolicyErrors {
+            let shown = views::PolicyErrors {
                 alarm_warn: error("alarm_warn_size"),
                 alarm_del: error("alarm_del_size"),
                 unconsumed: error("unconsumed_minutes"),
                 ..Default::default()
             };
-            let body = views::page(&frame, &page, now, errors, None);
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+            with_errors(ctx, session, &who, &q, shown).await
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The queue's page again, with a form's field errors (422).
+async fn with_errors(
+    ctx: &Context,
+    session: &Session,
+    who: &crate::auth::Principal,
+    q: &QueueRef,
+    errors: views::PolicyErrors<'_>,
+) -> Result<Response, PageError> {
+    let now = chrono::Utc::now().timestamp();
+    let page = queues::page(ctx, who, q, now).await?;
+    let frame = frame(session, Some(who.clone()), ctx, "queues");
+    let body = views::page(&frame, &page, now, errors, None);
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
 }
