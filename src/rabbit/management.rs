@@ -227,17 +227,14 @@ impl RawDepth {
 struct RawConsumer {
     queue: RawName,
     consumer_tag: String,
-    channel_details: Option<RawChannel>,
+    /// An object, or `[]` while the broker has not emitted the channel's statistics yet.
+    #[serde(default)]
+    channel_details: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 struct RawName {
     name: String,
-}
-
-#[derive(Deserialize)]
-struct RawChannel {
-    connection_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -289,7 +286,9 @@ impl Broker for ManagementClient {
             .map(|c| Consumer {
                 queue: c.queue.name,
                 consumer_tag: c.consumer_tag,
-                connection: c.channel_details.and_then(|d| d.connection_name),
+                connection: c
+                    .channel_details
+                    .and_then(|d| d.get("connection_name").and_then(|n| n.as_str()).map(str::to_owned)),
             })
             .collect())
     }
@@ -369,6 +368,22 @@ impl Broker for ManagementClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_consumer_whose_channel_has_no_statistics_yet_is_still_counted() {
+        let raw: Vec<RawConsumer> = serde_json::from_str(
+            r#"[{"queue":{"name":"q"},"consumer_tag":"t1","channel_details":[]},
+                {"queue":{"name":"q"},"consumer_tag":"t2","channel_details":{"connection_name":"c"}}]"#,
+        )
+        .unwrap();
+        assert_eq!(raw.len(), 2);
+        assert!(
+            raw[0]
+                .channel_details
+                .as_ref()
+                .is_some_and(|d| d.get("connection_name").is_none())
+        );
+    }
 
     #[test]
     fn names_are_single_encoded_segments() {
