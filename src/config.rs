@@ -128,6 +128,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `WEBHOOK_ALLOW_PRIVATE` (tests only): webhooks may use http:// and reach loopback
+    /// and private addresses.
+    pub webhook_allow_private: bool,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://pulseguardian.db?mode=rwc";
@@ -306,6 +309,7 @@ impl Config {
             Some(other) => return Err(bad("LOG_FORMAT", format!("must be `pretty` or `json`, got {other:?}"))),
         };
         let trusted_proxies = parse_proxies(get("TRUSTED_PROXIES"))?;
+        let webhook_allow_private = parse_bool("WEBHOOK_ALLOW_PRIVATE", get("WEBHOOK_ALLOW_PRIVATE"))?.unwrap_or(false);
 
         Ok(Config {
             database_url,
@@ -334,6 +338,7 @@ impl Config {
             auditor_emails,
             log_format,
             trusted_proxies,
+            webhook_allow_private,
         })
     }
 
@@ -518,6 +523,7 @@ mod tests {
         assert_eq!(c.archive_queue_size, None);
         assert_eq!(c.guardian_schedule, "*/5 * * * * *");
         assert!(!c.guardian_dry_run);
+        assert!(!c.webhook_allow_private, "WEBHOOK_ALLOW_PRIVATE is off unless set");
         assert!(c.smtp.is_none() && c.oidc.is_none());
         assert_eq!(c.log_format, LogFormat::Pretty);
     }

@@ -40,12 +40,8 @@ pub struct Started {
 /// Opens the database (migrating it) and builds the context.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let ctx = Context::open(config).await?;
-    let c = &ctx.config;
-    let session_key = crate::db::session_key(&ctx.db, c.secret_key.as_ref().map(|k| k.expose()), &c.database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("SECRET_KEY: {e}"))?;
     Ok(Started {
-        session_key: Arc::new(session_key),
+        session_key: ctx.secret_key.clone(),
         ctx,
     })
 }

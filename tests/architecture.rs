@@ -171,6 +171,9 @@ fn only_the_read_side_reads_or_writes_read_model_sql() {
         "latest_observation",
         "archives",
         "archive_segments",
+        "alert_recipients",
+        "webhooks",
+        "webhook_outbox",
     ];
     let verbs = ["FROM", "JOIN", "INTO", "UPDATE", "TABLE"];
     for s in sources() {

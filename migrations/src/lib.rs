@@ -16,6 +16,7 @@ mod m0006_exact_names;
 mod m0007_append_only;
 mod m0008_fencing;
 mod m0009_archives;
+mod m0011_alerts;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_append_only::Migration),
             Box::new(m0008_fencing::Migration),
             Box::new(m0009_archives::Migration),
+            Box::new(m0011_alerts::Migration),
         ]
     }
 }
@@ -49,4 +51,7 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "outbox",
     "broker_status",
     "projection_failures",
+    "alert_recipients",
+    "webhooks",
+    "webhook_outbox",
 ];

@@ -3,6 +3,7 @@
 //! Nothing here does I/O or reads a clock, and nothing imports the rest of the crate.
 
 pub mod accounts;
+pub mod alerts;
 pub mod archive;
 pub mod event;
 mod names;
