@@ -8,6 +8,7 @@ mod rabbit;
 mod support;
 
 mod accounts;
+mod alerts;
 mod amqp;
 mod api;
 mod archive;
