@@ -164,10 +164,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {e}");
                 Ok(ExitCode::FAILURE)
             }
-            Once::Guarded(r, sent) => {
+            Once::Guarded(r, sent, hooks) => {
                 println!(
-                    "guarded {} queues: {} events recorded, {} queues deleted, {} deletions failed, {} messages archived; {} emails sent, {} failed",
-                    r.queues, r.events, r.deleted, r.delete_failed, r.archived, sent.sent, sent.failed
+                    "guarded {} queues: {} events recorded, {} queues deleted, {} deletions failed, {} messages archived; {} emails sent, {} failed; {} webhooks delivered, {} failed",
+                    r.queues,
+                    r.events,
+                    r.deleted,
+                    r.delete_failed,
+                    r.archived,
+                    sent.sent,
+                    sent.failed,
+                    hooks.delivered,
+                    hooks.failed
                 );
                 Ok(ExitCode::SUCCESS)
             }

@@ -138,6 +138,9 @@ pub struct Config {
     pub warn_reminder_hours: u32,
     /// `WARN_AFTER_SECONDS`.
     pub warn_after_seconds: u32,
+    /// `WEBHOOK_ALLOW_PRIVATE` (tests only): webhooks may use http:// and reach loopback
+    /// and private addresses.
+    pub webhook_allow_private: bool,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://pulseguardian.db?mode=rwc";
@@ -316,6 +319,7 @@ impl Config {
             Some(other) => return Err(bad("LOG_FORMAT", format!("must be `pretty` or `json`, got {other:?}"))),
         };
         let trusted_proxies = parse_proxies(get("TRUSTED_PROXIES"))?;
+        let webhook_allow_private = parse_bool("WEBHOOK_ALLOW_PRIVATE", get("WEBHOOK_ALLOW_PRIVATE"))?.unwrap_or(false);
 
         let unconsumed_minutes =
             parse_whole("UNCONSUMED_MINUTES", get("UNCONSUMED_MINUTES"), 0..=525_600, "minutes")?.unwrap_or(60);
@@ -359,6 +363,7 @@ impl Config {
             unused_grace_days,
             warn_reminder_hours,
             warn_after_seconds,
+            webhook_allow_private,
         })
     }
 
@@ -565,6 +570,7 @@ mod tests {
         assert_eq!(c.archive_queue_size, None);
         assert_eq!(c.guardian_schedule, "*/5 * * * * *");
         assert!(!c.guardian_dry_run);
+        assert!(!c.webhook_allow_private, "WEBHOOK_ALLOW_PRIVATE is off unless set");
         assert!(c.smtp.is_none() && c.oidc.is_none());
         assert_eq!(c.log_format, LogFormat::Pretty);
     }

@@ -19,6 +19,7 @@ pub mod rabbit;
 pub mod startup;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;
 
 pub use app::Context;
 pub use config::Config;

@@ -15,13 +15,16 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::app::{self, Context};
 use crate::config::Config;
-use crate::guardian::{Guardian, Outcome, dispatch};
+use crate::guardian::{Guardian, Outcome, dispatch, webhooks};
 use crate::{auth, observations, projections, web};
 
 /// How often the projector looks for events appended by other replicas.
 pub const PROJECTOR_SCHEDULE: &str = "*/2 * * * * *";
 /// How often the outbox is dispatched (by the process that guards).
 pub const OUTBOX_SCHEDULE: &str = "*/5 * * * * *";
+/// How often webhook deliveries are dispatched: a job of their own, so a slow receiver
+/// never delays an email.
+pub const WEBHOOK_SCHEDULE: &str = "*/5 * * * * *";
 /// Verifying the event log's hash chain (shown on the audit page, anchored in the log).
 pub const VERIFY_SCHEDULE: &str = "0 */15 * * * *";
 /// Settling account changes a crash interrupted (with the grace of
@@ -40,12 +43,8 @@ pub struct Started {
 /// Opens the database (migrating it) and builds the context.
 pub async fn start(config: Config) -> anyhow::Result<Started> {
     let ctx = Context::open(config).await?;
-    let c = &ctx.config;
-    let session_key = crate::db::session_key(&ctx.db, c.secret_key.as_ref().map(|k| k.expose()), &c.database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("SECRET_KEY: {e}"))?;
     Ok(Started {
-        session_key: Arc::new(session_key),
+        session_key: ctx.secret_key.clone(),
         ctx,
     })
 }
@@ -173,6 +172,23 @@ async fn jobs(ctx: &Context, guardian: Option<Arc<Guardian>>) -> anyhow::Result<
                     }
                 })?)
                 .await?;
+            let c = ctx.clone();
+            let gw = ga.clone();
+            sched
+                .add(every(WEBHOOK_SCHEDULE, "webhooks", move || {
+                    let c = c.clone();
+                    let g = gw.clone();
+                    async move {
+                        if !g.is_active() {
+                            return;
+                        }
+                        let holder = g.holder().await;
+                        if let Err(e) = webhooks::due(&c, g.as_ref(), &holder, chrono::Utc::now()).await {
+                            tracing::warn!(error = %e, "webhook dispatch failed; will try again");
+                        }
+                    }
+                })?)
+                .await?;
             // Archive retention and the sweep of unrecorded segment files: by the active
             // guardian only, so replicas do not purge the same segments.
             let c = ctx.clone();
@@ -247,10 +263,10 @@ pub enum Once {
     /// Another guardian holds the lock: nothing was done.
     Standby,
     BrokerDown(String),
-    Guarded(crate::guardian::Report, dispatch::Dispatched),
+    Guarded(crate::guardian::Report, dispatch::Dispatched, webhooks::Delivered),
 }
 
-/// `guardian --once`: one cycle and the emails it caused.
+/// `guardian --once`: one cycle and the emails and webhook deliveries it caused.
 pub async fn guardian_once(ctx: &Context) -> anyhow::Result<Once> {
     let guardian = Guardian::new(ctx.clone());
     let outcome = guardian.cycle().await;
@@ -263,9 +279,14 @@ pub async fn guardian_once(ctx: &Context) -> anyhow::Result<Once> {
             // The archiving this cycle decided is carried out before the process exits.
             r.archived = guardian.finish_archiving().await;
             let holder = guardian.holder().await;
-            match dispatch::due(ctx, &guardian, &holder, chrono::Utc::now()).await {
-                Ok(sent) => Ok(Once::Guarded(r, sent)),
-                Err(e) => Err(e.into()),
+            let now = chrono::Utc::now();
+            let (sent, delivered) = tokio::join!(
+                dispatch::due(ctx, &guardian, &holder, now),
+                webhooks::due(ctx, &guardian, &holder, now)
+            );
+            match (sent, delivered) {
+                (Ok(sent), Ok(delivered)) => Ok(Once::Guarded(r, sent, delivered)),
+                (Err(e), _) | (_, Err(e)) => Err(e.into()),
             }
         }
         Err(e) => Err(e.into()),

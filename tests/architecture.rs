@@ -172,6 +172,9 @@ fn only_the_read_side_reads_or_writes_read_model_sql() {
         "archives",
         "archive_segments",
         "queue_activity",
+        "alert_recipients",
+        "webhooks",
+        "webhook_outbox",
     ];
     let verbs = ["FROM", "JOIN", "INTO", "UPDATE", "TABLE"];
     for s in sources() {

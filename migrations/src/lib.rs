@@ -17,6 +17,7 @@ mod m0007_append_only;
 mod m0008_fencing;
 mod m0009_archives;
 mod m0010_alarms;
+mod m0011_alerts;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_fencing::Migration),
             Box::new(m0009_archives::Migration),
             Box::new(m0010_alarms::Migration),
+            Box::new(m0011_alerts::Migration),
         ]
     }
 }
@@ -51,4 +53,7 @@ pub const READ_MODEL_TABLES: &[&str] = &[
     "outbox",
     "broker_status",
     "projection_failures",
+    "alert_recipients",
+    "webhooks",
+    "webhook_outbox",
 ];

@@ -4,6 +4,7 @@
 //! web pages, the API and the command line are thin callers of these.
 
 pub mod accounts;
+pub mod alerts;
 pub mod archives;
 pub mod audit;
 mod error;
@@ -47,6 +48,11 @@ pub struct Context {
     pub archive: Arc<dyn crate::archive::Store>,
     /// RabbitMQ over AMQP (archiving and re-publishing).
     pub amqp: crate::rabbit::amqp::Amqp,
+    /// The server's secret key (`SECRET_KEY` or the generated one): signs the session
+    /// cookies, and derives webhook secrets and recipients' confirmation tokens.
+    pub secret_key: Arc<Vec<u8>>,
+    /// The confirmation emails each person caused recently.
+    pub confirm_emails: Arc<alerts::ConfirmEmails>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +77,16 @@ impl Context {
             .await
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         let archive = crate::archive::store::open(&config).map_err(|e| anyhow::anyhow!("archive storage: {e}"))?;
+        let secret_key = crate::db::session_key(
+            &db,
+            config.secret_key.as_ref().map(|k| k.expose()),
+            &config.database_url,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("SECRET_KEY: {e}"))?;
         Ok(Context {
+            secret_key: Arc::new(secret_key),
+            confirm_emails: Arc::default(),
             archive,
             amqp: crate::rabbit::amqp::Amqp::new(config.rabbit_amqp_url.expose()),
             broker: Arc::new(ManagementClient::from_config(&config)),

@@ -64,6 +64,10 @@ pub enum Action<'a> {
     ViewAudit,
     ViewPeople,
     ManageRoles,
+    /// Add or remove an account's extra alarm recipients and webhooks.
+    ManageAlerts {
+        account: &'a str,
+    },
 }
 
 impl Principal {
@@ -88,6 +92,7 @@ impl Principal {
             Action::CreateAccount => self.verified && !self.auditor,
             Action::ViewAccount { name } => self.auditor || self.owns(Some(name)),
             Action::ManageAccount { name } => self.owns(Some(name)),
+            Action::ManageAlerts { account } => self.owns(Some(account)),
         }
     }
 
@@ -190,6 +195,14 @@ mod tests {
         assert!(a.may(Action::ReadArchive { owner: Some("bob") }));
         assert!(!a.may(Action::RepublishArchive { owner: Some("bob") }));
         assert!(!a.may(Action::PurgeArchive));
+        assert!(!a.may(Action::ManageAlerts { account: "bob" }));
+    }
+
+    #[test]
+    fn owners_and_admins_manage_an_accounts_alert_channels() {
+        assert!(person(false, false, &["alice"]).may(Action::ManageAlerts { account: "alice" }));
+        assert!(!person(false, false, &["alice"]).may(Action::ManageAlerts { account: "bob" }));
+        assert!(person(true, false, &[]).may(Action::ManageAlerts { account: "bob" }));
     }
 
     #[test]

@@ -89,6 +89,15 @@ events! {
     EmailQueued = 1,
     EmailSent = 1,
     EmailFailed = 1,
+    // Extra recipients and webhooks of alarms (`domain::alerts`).
+    RecipientAdded = 1,
+    RecipientConfirmed = 1,
+    RecipientRemoved = 1,
+    WebhookAdded = 1,
+    WebhookRemoved = 1,
+    WebhookQueued = 1,
+    WebhookDelivered = 1,
+    WebhookFailed = 1,
 }
 
 impl Event {
@@ -516,6 +525,83 @@ pub struct EmailFailed {
     pub retry_at: Option<String>,
 }
 
+// Extra recipients and webhooks of alarms. Recipients and webhooks are recorded on the
+// account's stream; each delivery on its own stream `webhook/<delivery id>`. No secret
+// is in them: a webhook's secret and a recipient's confirmation token are derived from
+// the server's secret key when needed.
+
+/// An extra recipient of an account's alarm emails, pending until it confirms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipientAdded {
+    pub account: String,
+    pub recipient_id: String,
+    pub email: String,
+}
+
+/// The recipient followed its confirmation link: it gets the account's alarm emails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipientConfirmed {
+    pub account: String,
+    pub recipient_id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipientRemoved {
+    pub account: String,
+    pub recipient_id: String,
+    pub email: String,
+}
+
+/// A webhook of an account. The URL is kept (deliveries need it) but never shown whole:
+/// it may hold a token in its path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookAdded {
+    pub account: String,
+    pub webhook_id: String,
+    pub url: String,
+    /// The alarm kinds it receives.
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookRemoved {
+    pub account: String,
+    pub webhook_id: String,
+}
+
+/// A delivery to a webhook, queued with the alarm that causes it; its id is this
+/// event's. `body` is sent exactly, signed at send time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookQueued {
+    pub webhook_id: String,
+    pub account: String,
+    /// The alarm's kind.
+    pub alarm: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDelivered {
+    pub webhook_id: String,
+    pub delivery_id: String,
+    pub attempt: u32,
+    /// The receiver's HTTP status.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookFailed {
+    pub webhook_id: String,
+    pub delivery_id: String,
+    pub attempt: u32,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    pub error: String,
+    /// When the dispatcher tries again; `None` when it gave up.
+    pub retry_at: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,6 +612,6 @@ mod tests {
         let e = Event::AdminGranted(AdminGranted { email: "a@b.c".into() });
         assert_eq!(e.kind(), "AdminGranted");
         assert_eq!(e.payload(), json!({"email": "a@b.c"}));
-        assert_eq!(Event::KINDS.len(), 40);
+        assert_eq!(Event::KINDS.len(), 48);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod alarms;
+pub mod alerts;
 pub mod archive;
 pub mod event;
 mod names;

@@ -10,11 +10,13 @@
 //!    delete what it decided, each deletion fenced, and record the outcomes.
 //! 5. Store the observation for the dashboards.
 //!
-//! [`dispatch`] sends the outbox's emails, fenced the same way.
+//! [`dispatch`] sends the outbox's emails, [`webhooks`] the webhook deliveries, fenced
+//! the same way.
 
 pub mod archiver;
 pub mod dispatch;
 pub mod lock;
+pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +25,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::Mutex;
 
-use crate::app::{Context, Fence, RecordError};
+use crate::app::alerts::Channels;
+use crate::app::{AppError, Context, Fence, RecordError};
 use crate::db;
 use crate::domain::alarms::Limits;
 use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Seen};
@@ -72,6 +75,8 @@ pub enum GuardianError {
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error(transparent)]
+    App(#[from] AppError),
     /// The lock was lost during the cycle: another guardian acts now.
     #[error("the guardian lock was lost during the cycle; another guardian took over")]
     Fenced,
@@ -314,12 +319,24 @@ impl Guardian {
 
     /// Each planned event on `stream`, with the email it causes.
     fn events(&self, stream: &str, planned: Vec<Planned>) -> Vec<NewEvent> {
+        self.alarms(stream, planned, None)
+    }
+
+    /// Each planned event on `stream`, with the email it causes and, for an alarm about a
+    /// queue of an account (`to`), the deliveries to the account's webhooks.
+    fn alarms(&self, stream: &str, planned: Vec<Planned>, to: Option<(&str, &Channels)>) -> Vec<NewEvent> {
+        let now = Utc::now();
         let mut out = Vec::with_capacity(planned.len());
         for p in planned {
             let e = NewEvent::new(stream, p.event, &ACTOR);
-            let email = p.notice.map(|n| self.ctx.email(&n, Some(e.id), &ACTOR));
+            let email = p.notice.as_ref().map(|n| self.ctx.email(n, Some(e.id), &ACTOR));
+            let hooks = match (to, &p.notice) {
+                (Some((account, channels)), Some(n)) => channels.webhooks(&self.ctx, account, &e.event, n, e.id, now),
+                _ => Vec::new(),
+            };
             out.push(e);
             out.extend(email);
+            out.extend(hooks);
         }
         out
     }
@@ -341,7 +358,9 @@ impl Guardian {
         let db = &self.ctx.db;
         let records = projections::queues::all(db).await?;
         let accounts = projections::accounts::names(db).await?;
-        let recipients = projections::accounts::recipients(db).await?;
+        let channels = crate::app::alerts::channels(&self.ctx).await?;
+        let mut recipients = projections::accounts::recipients(db).await?;
+        channels.add_recipients_to(&mut recipients);
         let policy = self.ctx.policy();
         let reserved = self.ctx.config.reserved_users_regex.as_ref();
         let none: Vec<String> = Vec::new();
@@ -419,7 +438,8 @@ impl Guardian {
                 now,
             );
             if !p.record.is_empty() {
-                batch.extend(self.events(&queue.stream(), p.record));
+                let to = owner.account().map(|a| (a, &channels));
+                batch.extend(self.alarms(&queue.stream(), p.record, to));
             }
             deletions.extend(p.delete);
             orders.extend(p.archive);
@@ -491,7 +511,8 @@ impl Guardian {
                 }
             };
             crate::app::fault_point("after-delete");
-            outcomes.extend(self.events(&d.queue.stream(), plan::settle(&d, outcome)));
+            let to = d.queue.owner_name().map(|a| (a, &channels));
+            outcomes.extend(self.alarms(&d.queue.stream(), plan::settle(&d, outcome), to));
         }
         report.events += outcomes.len();
         self.record(epoch, outcomes).await?;

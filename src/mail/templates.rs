@@ -375,6 +375,20 @@ fn owner_added(account: &str, by: &str, link: &str) -> Text {
     }
 }
 
+/// The email that asks a new extra recipient to confirm (sent directly: the link is a
+/// secret).
+pub fn confirm_recipient(account: &str, by: &str, link: &str, days: i64) -> Text {
+    Text {
+        subject: format!("PulseGuardian: confirm that you want alerts about {account}"),
+        body: format!(
+            "{by} asked PulseGuardian to send you the guardian's alarms about the queues of the RabbitMQ \
+             account \"{account}\" (a queue overgrowing, deleted, without consumers, ...).\n\n\
+             To receive them, open this link within {days} days and press the button:\n\n{link}\n\n\
+             If you do not want them, ignore this email: nothing is sent to you without your confirmation.\n"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,6 +482,14 @@ mod tests {
         assert!(
             body.contains("rejects new messages (overflow: reject-publish)"),
             "{body}"
+        );
+    }
+
+    #[test]
+    fn the_confirmation_subject_is_the_contract_one() {
+        assert_eq!(
+            confirm_recipient("alice", "ann@x.org", "L", 7).subject,
+            "PulseGuardian: confirm that you want alerts about alice"
         );
     }
 

@@ -10,6 +10,7 @@
 //! without a database) and writes each changed row once.
 
 pub mod accounts;
+pub mod alerts;
 pub mod archives;
 pub mod broker;
 pub mod outbox;
@@ -160,7 +161,8 @@ async fn apply_all(txn: &DatabaseTransaction, batch: &[Applied<'_>]) -> Result<(
     apply_model::<archives::Archives>(txn, batch).await?;
     archives::apply_segments(txn, batch).await?;
     apply_model::<outbox::Outbox>(txn, batch).await?;
-    apply_model::<broker::Broker>(txn, batch).await
+    apply_model::<broker::Broker>(txn, batch).await?;
+    alerts::apply(txn, batch).await
 }
 
 /// Keeps the event the projector could not apply, once, and says so loudly.

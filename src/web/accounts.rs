@@ -15,8 +15,14 @@ use crate::web::respond::{see_other, urlencode};
 use crate::web::session::{SignedIn, frame};
 use crate::web::views::accounts::{self as views, Shown};
 
-async fn render(ctx: &Context, session: &Session, who: &Principal, shown: Shown) -> Result<Markup, PageError> {
+pub(super) async fn render(
+    ctx: &Context,
+    session: &Session,
+    who: &Principal,
+    shown: Shown,
+) -> Result<Markup, PageError> {
     let list = accounts::visible(ctx, who).await?;
+    let channels = crate::app::alerts::visible(ctx, who).await?;
     let amqp = url::Url::parse(ctx.config.rabbit_amqp_url.expose()).ok();
     let host = amqp
         .as_ref()
@@ -31,6 +37,7 @@ async fn render(ctx: &Context, session: &Session, who: &Principal, shown: Shown)
         &host,
         who.may(Action::CreateAccount),
         who.may(Action::ViewAllAccounts),
+        &channels,
         shown,
     ))
 }
@@ -54,7 +61,7 @@ pub async fn index(
     render(ctx, session, &who, shown).await
 }
 
-fn done(message: &str) -> Response {
+pub(super) fn done(message: &str) -> Response {
     see_other(format!("/accounts?done={}", urlencode(message)))
 }
 

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod alerts;
 mod api;
 mod archives;
 mod assets;
@@ -42,6 +43,11 @@ pub fn routes(ctx: Context, session_key: &[u8], metrics: PrometheusHandle) -> im
         .at("/events", get(api::events))
         .at("/archives/:vhost/:name", get(archives::api_download))
         .at("/archives/:vhost/:name/republish", post(archives::api_republish))
+        .at(
+            "/accounts/:name/webhooks",
+            get(alerts::api_list_webhooks).post(alerts::api_add_webhook),
+        )
+        .at("/accounts/:name/webhooks/:id", poem::delete(alerts::api_remove_webhook))
         .catch_error(api::not_found);
     let pages = Route::new()
         .at("/", get(home::index))
@@ -62,6 +68,18 @@ pub fn routes(ctx: Context, session_key: &[u8], metrics: PrometheusHandle) -> im
         .at("/accounts/:name/password", post(accounts::change_password))
         .at("/accounts/:name/owners", post(accounts::change_owners))
         .at("/accounts/:name/delete", post(accounts::delete))
+        .at("/accounts/:name/recipients", post(alerts::add_recipient))
+        .at(
+            "/accounts/:name/recipients/:id/resend",
+            post(alerts::resend_confirmation),
+        )
+        .at("/accounts/:name/recipients/:id/remove", post(alerts::remove_recipient))
+        .at("/accounts/:name/webhooks", post(alerts::add_webhook))
+        .at("/accounts/:name/webhooks/:id/remove", post(alerts::remove_webhook))
+        .at(
+            "/recipients/confirm/:token",
+            get(alerts::confirm_page).post(alerts::confirm),
+        )
         .at("/me", get(me::index))
         .at("/me/tokens", post(me::create_token))
         .at("/me/tokens/:id/revoke", post(me::revoke_token))

@@ -9,6 +9,7 @@ mod support;
 
 mod accounts;
 mod alarms;
+mod alerts;
 mod amqp;
 mod api;
 mod archive;

@@ -1,9 +1,13 @@
 //! `/accounts`: the create form and one card per account with its forms.
 
+use std::collections::HashMap;
+
 use maud::{Markup, html};
 
+use super::alerts::{self, CardState};
 use super::layout::{self, Frame};
 use crate::app::accounts::{AccountRow, AccountStatus};
+use crate::app::alerts::{AccountAlerts, NewWebhook};
 use crate::auth::{Action, Principal};
 use crate::domain::accounts::FieldError;
 
@@ -17,6 +21,18 @@ pub struct Shown {
     pub account_errors: Option<(String, Vec<FieldError>)>,
     /// (good news, message)
     pub flash: Option<(bool, String)>,
+    /// The account whose Alerts card is re-rendered, with its forms' state.
+    pub alerts: Option<(String, AlertsShown)>,
+}
+
+/// The Alerts card's forms as sent, their errors, or the webhook just added.
+#[derive(Default)]
+pub struct AlertsShown {
+    pub errors: Vec<FieldError>,
+    pub email: String,
+    pub url: String,
+    pub picked: Vec<String>,
+    pub new_webhook: Option<NewWebhook>,
 }
 
 fn error_for<'a>(errors: &'a [FieldError], field: &str) -> Option<&'a str> {
@@ -32,9 +48,11 @@ pub fn page(
     amqp_host: &str,
     may_create: bool,
     sees_all: bool,
+    channels: &HashMap<String, AccountAlerts>,
     st: Shown,
 ) -> Markup {
     let no_errors: Vec<FieldError> = Vec::new();
+    let no_alerts = AccountAlerts::default();
     layout::page(
         frame,
         "Accounts",
@@ -81,6 +99,18 @@ pub fn page(
                         dt { "Owners" } dd { (a.owners.join(", ")) }
                         dt { "Created" } dd { (layout::when(&a.created_at)) " by " (a.created_by) }
                         @if let Some(p) = &a.password_changed_at { dt { "Password changed" } dd { (layout::when(p)) } }
+                    }
+                    @if a.status == AccountStatus::Active {
+                        @let shown = st.alerts.as_ref().filter(|(n, _)| *n == a.name).map(|(_, s)| s);
+                        @let card = shown.map(|s| CardState {
+                            errors: &s.errors,
+                            email: &s.email,
+                            url: &s.url,
+                            picked: &s.picked,
+                            new_webhook: s.new_webhook.as_ref(),
+                        }).unwrap_or_default();
+                        (alerts::card(frame, &a.name, channels.get(&a.name).unwrap_or(&no_alerts),
+                            who.may(Action::ManageAlerts { account: &a.name }), &card))
                     }
                     @if who.may(Action::ManageAccount { name: &a.name }) && a.status == AccountStatus::Active {
                         details open[!errors.is_empty()] {
