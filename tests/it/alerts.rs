@@ -612,4 +612,26 @@ async fn the_guardian_interface_addresses_only_confirmed_recipients_and_subscrib
     assert_eq!(body["details"]["del_size"], 8);
     assert_eq!(body["occurred_at"], pulseguardian::db::timestamp(at));
     assert!(channels.webhooks(ctx, "bob", &event, &notice, cause, at).is_empty());
+
+    // A deleted account's channels go with it: a new account of that name has none.
+    let deleted = Event::AccountDeleted(pulseguardian::domain::event::AccountDeleted { name: "alice".into() });
+    let by = pulseguardian::domain::Actor::Cli;
+    ctx.record(vec![pulseguardian::events::NewEvent::new(
+        "account/alice",
+        deleted,
+        &by,
+    )])
+    .await
+    .unwrap();
+    let after = alerts::channels(ctx).await.unwrap();
+    assert!(!after.wants("alice", "QueueDeleted"));
+    assert!(
+        alerts::visible(ctx, &pulseguardian::auth::Principal::cli())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let live = pulseguardian::projections::snapshot(&ctx.db).await.unwrap();
+    pulseguardian::startup::replay(ctx, |_| {}).await.unwrap();
+    assert_eq!(live, pulseguardian::projections::snapshot(&ctx.db).await.unwrap());
 }
