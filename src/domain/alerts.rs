@@ -416,6 +416,16 @@ pub fn mask_url(raw: &str) -> String {
     }
 }
 
+/// An event's payload as a page shows it: a webhook's URL masked (the event log keeps it
+/// whole: deliveries and replays need it).
+pub fn mask_payload(kind: &str, payload: &mut Value) {
+    if kind == "WebhookAdded"
+        && let Some(Value::String(url)) = payload.get_mut("url")
+    {
+        *url = mask_url(url);
+    }
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 fn mac(key: &[u8]) -> HmacSha256 {
@@ -761,6 +771,16 @@ mod tests {
                 prop_assert!(check_confirm_token(key, &altered, 0).is_err(), "{altered}");
             }
         }
+    }
+
+    #[test]
+    fn a_webhook_url_is_masked_in_a_shown_payload_and_nothing_else_is() {
+        let mut added = json!({"account": "alice", "url": "https://hooks.slack.com/services/T0/B0/s3cret"});
+        mask_payload("WebhookAdded", &mut added);
+        assert_eq!(added["url"], "https://hooks.slack.com/…");
+        let mut other = json!({"url": "https://x.example/keep"});
+        mask_payload("QueueWarned", &mut other);
+        assert_eq!(other["url"], "https://x.example/keep");
     }
 
     #[test]

@@ -147,7 +147,7 @@ async fn owner_of(site: &Site, name: &str) -> (Browser, String) {
     (site.person(&owner).await, owner)
 }
 
-fn small(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+fn small<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![("WARN_QUEUE_SIZE", "3"), ("DEL_QUEUE_SIZE", "100")];
     env.extend_from_slice(extra);
     env
@@ -174,7 +174,9 @@ async fn deliver(site: &Site, at: chrono::DateTime<chrono::Utc>) -> webhooks::De
 on_both!(a_webhook_gets_each_alarm_signed_and_is_retried_after_a_500_and_a_redirect);
 
 async fn a_webhook_gets_each_alarm_signed_and_is_retried_after_a_500_and_a_redirect(backend: Backend) {
-    let site = Site::start(backend, &small(&[("WEBHOOK_ALLOW_PRIVATE", "true")])).await;
+    let admin = mailbox::address("admin");
+    let env = small(&[("WEBHOOK_ALLOW_PRIVATE", "true"), ("ADMIN_EMAILS", admin.as_str())]);
+    let site = Site::start(backend, &env).await;
     let (b, _) = owner_of(&site, "alice").await;
     let rx = Receiver::start("127.0.0.1", vec![Answer::Status(500), Answer::Redirect]).await;
     let added = b
@@ -290,6 +292,9 @@ async fn a_webhook_gets_each_alarm_signed_and_is_retried_after_a_500_and_a_redir
     assert!(text.contains("/queues/"), "a link to the queue: {text}");
     let page = b.get("/accounts").await;
     assert!(page.text().contains("delivered"), "the last delivery is shown");
+    let audit = site.person(&admin).await.get("/audit").await;
+    assert!(audit.body.contains("WebhookAdded"), "{}", audit.body);
+    assert!(!audit.body.contains("secret-part"), "the audit page masks the URL");
 
     // The other kind picked: the recovery.
     site.vhost.purge(q).await;
@@ -609,4 +614,26 @@ async fn the_guardian_interface_addresses_only_confirmed_recipients_and_subscrib
     assert_eq!(body["details"]["del_size"], 8);
     assert_eq!(body["occurred_at"], pulseguardian::db::timestamp(at));
     assert!(channels.webhooks(ctx, "bob", &event, &notice, cause, at).is_empty());
+
+    // A deleted account's channels go with it: a new account of that name has none.
+    let deleted = Event::AccountDeleted(pulseguardian::domain::event::AccountDeleted { name: "alice".into() });
+    let by = pulseguardian::domain::Actor::Cli;
+    ctx.record(vec![pulseguardian::events::NewEvent::new(
+        "account/alice",
+        deleted,
+        &by,
+    )])
+    .await
+    .unwrap();
+    let after = alerts::channels(ctx).await.unwrap();
+    assert!(!after.wants("alice", "QueueDeleted"));
+    assert!(
+        alerts::visible(ctx, &pulseguardian::auth::Principal::cli())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let live = pulseguardian::projections::snapshot(&ctx.db).await.unwrap();
+    pulseguardian::startup::replay(ctx, |_| {}).await.unwrap();
+    assert_eq!(live, pulseguardian::projections::snapshot(&ctx.db).await.unwrap());
 }

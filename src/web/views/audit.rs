@@ -20,6 +20,18 @@ pub struct Shown<'a> {
 
 /// The events, and what loads the next (older) ones. `more` gives the query string of
 /// the page before a position.
+/// A payload as the page shows it: pretty, a webhook's URL masked (the export and the
+/// API give it exactly as stored).
+fn shown(kind: &str, payload: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(mut v) => {
+            crate::domain::alerts::mask_payload(kind, &mut v);
+            serde_json::to_string_pretty(&v).unwrap_or_else(|_| payload.to_owned())
+        }
+        Err(_) => pretty(payload),
+    }
+}
+
 pub fn rows(events: &[RecordedEvent], older: Option<i64>, more: &dyn Fn(i64) -> String) -> Markup {
     html! {
         @for e in events {
@@ -35,7 +47,7 @@ pub fn rows(events: &[RecordedEvent], older: Option<i64>, more: &dyn Fn(i64) -> 
                         @if let Some(c) = &e.causation_id { dt { "caused by" } dd { code { (c) } } }
                         dt { "hash" } dd { code { (e.hash) } }
                     }
-                    pre { (pretty(&e.payload)) }
+                    pre { (shown(&e.kind, &e.payload)) }
                 }
             }
         }
