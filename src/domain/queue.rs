@@ -66,6 +66,43 @@ impl QueueKind {
     }
 }
 
+/// Whether the broker can count a queue now. A queue that is not `Up` has no count:
+/// unknown, never zero, and no decision is taken about it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    #[default]
+    Up,
+    /// Its node is down (`state: down`), or its node's metrics did not answer.
+    NodeDown,
+    /// A quorum queue without a leader: it has lost its quorum.
+    NoQuorum,
+}
+
+impl Availability {
+    /// From the `state` the broker lists a queue with (`running`, `down`, `minority`,
+    /// ...); a state PulseGuardian does not know (`idle`, `flow`, a newer one) is up.
+    pub fn from_state(state: &str) -> Availability {
+        match state {
+            "down" | "stopped" | "crashed" | "terminated" => Availability::NodeDown,
+            "minority" | "no_leader" => Availability::NoQuorum,
+            _ => Availability::Up,
+        }
+    }
+
+    pub fn is_up(self) -> bool {
+        self == Availability::Up
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Up => "up",
+            Availability::NodeDown => "node down",
+            Availability::NoQuorum => "no quorum",
+        }
+    }
+}
+
 /// Who a queue belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {

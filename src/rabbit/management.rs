@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::{Binding, Broker, BrokerError, Consumer, Deleted, Permissions, PolicyLimits, QueueDepth};
+use super::{Binding, Broker, BrokerError, Consumer, Deleted, NodeState, Permissions, PolicyLimits, QueueDepth};
 use crate::config::{Config, Secret};
 use crate::domain::alarms::{Limits, Overflow};
-use crate::domain::{Depth, QueueKind, encode_segment};
+use crate::domain::{Availability, Depth, QueueKind, encode_segment};
 
 #[derive(Clone)]
 pub struct ManagementClient {
@@ -173,6 +173,12 @@ struct RawDepth {
     policy: Option<String>,
     #[serde(default)]
     operator_policy: Option<String>,
+    #[serde(default)]
+    node: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    message_bytes: Option<u64>,
 }
 
 /// The length limits named in a queue's arguments (`prefix` `x-`) or a policy's
@@ -203,14 +209,18 @@ impl RawDepth {
     /// A depth is known when the broker gave its total: the parts default to what the
     /// total leaves (all ready).
     fn into_depth(self, vhost: &str) -> QueueDepth {
+        let availability = self.state.as_deref().map(Availability::from_state).unwrap_or_default();
         QueueDepth {
+            node: self.node.filter(|n| !n.is_empty()),
+            availability,
+            bytes: self.message_bytes,
             vhost: self.vhost.unwrap_or_else(|| vhost.to_owned()),
             name: self.name,
             kind: self.kind.as_deref().map(QueueKind::parse).unwrap_or_default(),
             limits: limits_of(self.arguments.as_ref(), "x-"),
             policy: self.policy.filter(|p| !p.is_empty()),
             operator_policy: self.operator_policy.filter(|p| !p.is_empty()),
-            depth: self.messages.map(|m| {
+            depth: self.messages.filter(|_| availability.is_up()).map(|m| {
                 let unacked = self.messages_unacknowledged.unwrap_or(0).min(m);
                 let ready = self.messages_ready.unwrap_or(m - unacked);
                 Depth {
@@ -254,7 +264,7 @@ impl Broker for ManagementClient {
         let raw: Vec<RawDepth> = self
             .get(
                 &["queues", vhost],
-                "disable_stats=true&enable_queue_totals=true&columns=name,vhost,type,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy",
+                "disable_stats=true&enable_queue_totals=true&columns=name,vhost,type,node,state,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy",
             )
             .await?;
         Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
@@ -289,6 +299,23 @@ impl Broker for ManagementClient {
                 connection: c
                     .channel_details
                     .and_then(|d| d.get("connection_name").and_then(|n| n.as_str()).map(str::to_owned)),
+            })
+            .collect())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeState>, BrokerError> {
+        #[derive(Deserialize)]
+        struct RawNode {
+            name: String,
+            #[serde(default)]
+            running: bool,
+        }
+        let raw: Vec<RawNode> = self.get(&["nodes"], "columns=name,running").await?;
+        Ok(raw
+            .into_iter()
+            .map(|n| NodeState {
+                name: n.name,
+                running: n.running,
             })
             .collect())
     }

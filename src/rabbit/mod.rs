@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::domain::accounts::Permissions;
 use crate::domain::alarms::Limits;
-use crate::domain::{Depth, QueueKind};
+use crate::domain::{Availability, Depth, QueueKind};
 pub use management::ManagementClient;
 
 /// The depth of one queue as the broker reports it: `None` when the broker does not know
@@ -30,6 +30,15 @@ pub struct QueueDepth {
     pub policy: Option<String>,
     #[serde(default)]
     pub operator_policy: Option<String>,
+    /// The node it lives on (a quorum queue's leader), when the broker says.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Whether it can be counted now; `depth` is `None` when it cannot.
+    #[serde(default)]
+    pub availability: Availability,
+    /// The bytes of its messages' bodies, when read (only for queues with a byte limit).
+    #[serde(default)]
+    pub bytes: Option<u64>,
 }
 
 impl QueueDepth {
@@ -43,8 +52,18 @@ impl QueueDepth {
             limits: Limits::default(),
             policy: None,
             operator_policy: None,
+            node: None,
+            availability: Availability::Up,
+            bytes: None,
         }
     }
+}
+
+/// One node of the cluster, as the broker lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub running: bool,
 }
 
 /// The length limits a policy's definition sets.
@@ -102,6 +121,8 @@ pub trait Broker: Send + Sync {
     /// One queue, read now; `None` when there is no such queue.
     async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError>;
     async fn consumers(&self, vhost: &str) -> Result<Vec<Consumer>, BrokerError>;
+    /// The cluster's nodes and whether each runs.
+    async fn nodes(&self) -> Result<Vec<NodeState>, BrokerError>;
     /// The length limits of the vhost's policies and operator policies.
     async fn policy_limits(&self, vhost: &str) -> Result<Vec<PolicyLimits>, BrokerError>;
     async fn queue_bindings(&self, vhost: &str, queue: &str) -> Result<Vec<Binding>, BrokerError>;

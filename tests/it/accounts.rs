@@ -628,6 +628,9 @@ impl pulseguardian::rabbit::Broker for UndeletableUsers {
     ) -> Result<Vec<pulseguardian::rabbit::Consumer>, pulseguardian::rabbit::BrokerError> {
         self.0.consumers(vhost).await
     }
+    async fn nodes(&self) -> Result<Vec<pulseguardian::rabbit::NodeState>, pulseguardian::rabbit::BrokerError> {
+        self.0.nodes().await
+    }
     async fn policy_limits(
         &self,
         vhost: &str,
