@@ -24,6 +24,8 @@ fn seen(i: usize, wave: u64) -> Seen {
         consumers: Some((i % 3) as u64),
         kind: Default::default(),
         growth: i.is_multiple_of(10).then_some(4000),
+        availability: Default::default(),
+        node: None,
     }
 }
 

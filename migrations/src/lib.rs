@@ -18,6 +18,7 @@ mod m0008_fencing;
 mod m0009_archives;
 mod m0010_alarms;
 mod m0011_alerts;
+mod m0012_clusters;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_archives::Migration),
             Box::new(m0010_alarms::Migration),
             Box::new(m0011_alerts::Migration),
+            Box::new(m0012_clusters::Migration),
         ]
     }
 }

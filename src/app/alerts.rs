@@ -83,6 +83,11 @@ impl Channels {
         self.recipients.get(account).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// Whether the account has any webhook.
+    pub fn hooked(&self, account: &str) -> bool {
+        self.webhooks.get(account).is_some_and(|ws| !ws.is_empty())
+    }
+
     /// Whether any webhook of the account is subscribed to this event kind.
     pub fn wants(&self, account: &str, kind: &str) -> bool {
         self.webhooks

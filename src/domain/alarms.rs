@@ -132,11 +132,37 @@ pub struct Limits {
     /// `x-max-length-bytes` / `max-length-bytes`: bytes of ready messages.
     pub max_bytes: Option<u64>,
     pub overflow: Option<Overflow>,
+    /// `x-max-age` / `max-age`, in seconds: a stream's retention by age.
+    #[serde(default)]
+    pub max_age: Option<u64>,
+}
+
+/// A stream's `x-max-age` (`7D`, `12h`, `30m`, `1Y`: a whole number and one unit of `Y`,
+/// `M`, `D`, `h`, `m`, `s`) in seconds; `None` when RabbitMQ would not read it either.
+pub fn parse_max_age(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: u64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    let secs = match unit {
+        'Y' => 365 * 86_400,
+        'M' => 30 * 86_400,
+        'D' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
+        _ => return None,
+    };
+    n.checked_mul(secs)
 }
 
 impl Limits {
     pub fn is_set(&self) -> bool {
         self.max_length.is_some() || self.max_bytes.is_some()
+    }
+
+    /// Whether a stream with these limits is trimmed at all (by size or by age).
+    pub fn retains(&self) -> bool {
+        self.max_bytes.is_some() || self.max_age.is_some()
     }
 
     /// The limits in force when several sources set them: RabbitMQ applies the smaller
@@ -148,6 +174,7 @@ impl Limits {
             max_length: min(|l| l.max_length),
             max_bytes: min(|l| l.max_bytes),
             overflow: sources.iter().find_map(|l| l.overflow),
+            max_age: min(|l| l.max_age),
         }
     }
 
@@ -478,21 +505,45 @@ mod tests {
             max_length: Some(500),
             max_bytes: None,
             overflow: Some(Overflow::RejectPublish),
+            max_age: None,
         };
         let policy = Limits {
             max_length: Some(100),
             max_bytes: Some(10_000),
             overflow: Some(Overflow::DropHead),
+            max_age: Some(3600),
         };
         assert_eq!(
             Limits::merge(&[arg, policy]),
             Limits {
                 max_length: Some(100),
                 max_bytes: Some(10_000),
-                overflow: Some(Overflow::RejectPublish)
+                overflow: Some(Overflow::RejectPublish),
+                max_age: Some(3600),
             }
         );
         assert!(!Limits::merge(&[]).is_set());
+    }
+
+    #[test]
+    fn a_max_age_is_read_as_rabbitmq_reads_it() {
+        assert_eq!(parse_max_age("7D"), Some(7 * 86_400));
+        assert_eq!(parse_max_age("12h"), Some(12 * 3_600));
+        assert_eq!(parse_max_age("30m"), Some(1_800));
+        assert_eq!(parse_max_age("1Y"), Some(365 * 86_400));
+        assert_eq!(parse_max_age("2M"), Some(60 * 86_400));
+        assert_eq!(parse_max_age("10s"), Some(10));
+        for bad in ["", "D", "7", "7d", "-1D", "1.5h", "7 D", "ü"] {
+            assert_eq!(parse_max_age(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_max_age("99999999999999999999Y"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_max_age_never_panics(s in "\\PC{0,12}") {
+            let _ = parse_max_age(&s);
+        }
     }
 
     #[test]

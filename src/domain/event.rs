@@ -86,6 +86,9 @@ events! {
     QueueAlarmsSet = 1,
     BrokerUnreachable = 1,
     BrokerRecovered = 1,
+    StreamUnbounded = 1,
+    BrokerPartial = 1,
+    BrokerComplete = 1,
     EmailQueued = 1,
     EmailSent = 1,
     EmailFailed = 1,
@@ -491,6 +494,38 @@ pub struct QueueAlarmsSet {
     pub reminders_off: bool,
 }
 
+/// A stream with no retention limit (`x-max-length-bytes` or `x-max-age`, as argument or
+/// policy) grows forever; its owners are told once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamUnbounded {
+    pub vhost: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub notified: bool,
+}
+
+/// A node of the cluster that is down (or whose metrics did not answer), and how many of
+/// the guarded queues it holds, which cannot be counted meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeDown {
+    pub node: String,
+    pub queues: u64,
+}
+
+/// The broker answers, but part of it is down: the queues of these nodes are unknown (no
+/// decision about them) until it is whole again. Recorded once per episode, and again
+/// when the set of nodes down changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerPartial {
+    pub nodes: Vec<NodeDown>,
+}
+
+/// Every node answers again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerComplete {
+    pub partial_since: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BrokerUnreachable {
     pub error: String,
@@ -612,6 +647,6 @@ mod tests {
         let e = Event::AdminGranted(AdminGranted { email: "a@b.c".into() });
         assert_eq!(e.kind(), "AdminGranted");
         assert_eq!(e.payload(), json!({"email": "a@b.c"}));
-        assert_eq!(Event::KINDS.len(), 48);
+        assert_eq!(Event::KINDS.len(), 51);
     }
 }

@@ -87,6 +87,9 @@ pub enum About {
     BrokerUnreachable {
         error: String,
     },
+    StreamUnbounded {
+        queue: QueueRef,
+    },
     OwnerAdded {
         account: String,
         by: String,

@@ -30,9 +30,10 @@ use chrono::{DateTime, Utc};
 use super::alarms::{self, Forecast, Limits, Turn, Unused};
 use super::archive::{Mandate, Segment, StopReason};
 use super::event::{
-    ArchiveStarted, ArchiveStopped, BrokerRecovered, BrokerUnreachable, DeleteReason, Event, MessagesArchived,
-    QueueConsumed, QueueDeleteFailed, QueueDeleted, QueueDeletionDecided, QueueOverflowEnded, QueueOverflowing,
-    QueueRecovered, QueueReminded, QueueUnconsumed, QueueUnused, QueueUsedAgain, QueueWarned,
+    ArchiveStarted, ArchiveStopped, BrokerComplete, BrokerPartial, BrokerRecovered, BrokerUnreachable, DeleteReason,
+    Event, MessagesArchived, NodeDown, QueueConsumed, QueueDeleteFailed, QueueDeleted, QueueDeletionDecided,
+    QueueOverflowEnded, QueueOverflowing, QueueRecovered, QueueReminded, QueueUnconsumed, QueueUnused, QueueUsedAgain,
+    QueueWarned, StreamUnbounded,
 };
 use super::names::QueueRef;
 use super::notice::{About, Notice};
@@ -82,6 +83,10 @@ pub struct Live {
     pub last_used: Option<DateTime<Utc>>,
     /// When the guardian first saw its current excursion above the warning size.
     pub over_since: Option<DateTime<Utc>>,
+    /// The policies' limits are known (a stream is only said to lack retention then).
+    pub policies_known: bool,
+    /// The owning account has webhooks: its alarms are sent even with no one to email.
+    pub hooked: bool,
 }
 
 impl Default for Live {
@@ -97,6 +102,8 @@ impl Default for Live {
             idle_since: None,
             last_used: None,
             over_since: None,
+            policies_known: true,
+            hooked: false,
         }
     }
 }
@@ -137,6 +144,8 @@ pub struct Deletion {
     /// Messages of it archived in this excursion, for the email.
     pub archived: u64,
     pub reason: DeleteReason,
+    /// The account's webhooks are told even when nobody is emailed.
+    pub hooked: bool,
 }
 
 /// What one queue needs this cycle.
@@ -189,6 +198,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                     failed_before: q.state.delete_failed,
                     archived: q.state.archived_in_excursion,
                     reason: q.state.delete_reason,
+                    hooked: account.is_some() && q.live.hooked,
                 };
                 out.record = settle(&d, Outcome::Gone);
             }
@@ -205,6 +215,10 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
             ));
         }
         stop_archiving(&mut out, q, StopReason::Off);
+        return out;
+    }
+    if q.live.kind == QueueKind::Stream {
+        stream(&mut out, q);
         return out;
     }
     if q.state.delete_pending {
@@ -234,6 +248,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                     failed_before: q.state.delete_failed,
                     archived: q.state.archived_in_excursion,
                     reason: q.state.delete_reason,
+                    hooked: account.is_some() && q.live.hooked,
                 });
             }
             Ok(_) => {}
@@ -249,7 +264,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
     for decision in decided {
         match decision {
             Decision::Warn { notify } => {
-                let notified = notify && !q.recipients.is_empty();
+                let notified = notify && heard(q);
                 out.record.push(Planned {
                     event: Event::QueueWarned(QueueWarned {
                         vhost: queue.vhost.clone(),
@@ -278,7 +293,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                 });
             }
             Decision::Recover { notify } => {
-                let notified = notify && !q.recipients.is_empty();
+                let notified = notify && heard(q);
                 out.record.push(Planned {
                     event: Event::QueueRecovered(QueueRecovered {
                         vhost: queue.vhost.clone(),
@@ -328,6 +343,7 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
                     failed_before: false,
                     archived: q.state.archived_in_excursion,
                     reason: DeleteReason::Size,
+                    hooked: notify && account.is_some() && q.live.hooked,
                 });
             }
         }
@@ -345,6 +361,53 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
     out
 }
 
+/// A stream's count is an offset span that reading does not shrink: a stream is never
+/// warned about, archived or deleted for it. What can hurt is a stream without any
+/// retention limit, which grows forever: its owners are told once.
+fn stream(out: &mut Plan, q: Queue<'_>) {
+    if q.state.delete_pending {
+        out.record
+            .push(Planned::quiet(Event::QueueDeleteFailed(QueueDeleteFailed {
+                vhost: q.queue.vhost.clone(),
+                name: q.queue.name.clone(),
+                error: "a stream is never deleted for its count: kept".into(),
+                gone: true,
+            })));
+    }
+    if q.state.stream_unbounded || !q.live.policies_known || q.live.limits.retains() {
+        return;
+    }
+    let notified = notify_owners(q);
+    out.record.push(Planned {
+        event: Event::StreamUnbounded(StreamUnbounded {
+            vhost: q.queue.vhost.clone(),
+            name: q.queue.name.clone(),
+            owner: q.owner.account().map(str::to_owned),
+            notified,
+        }),
+        notice: notified.then(|| Notice {
+            to: q.recipients.to_vec(),
+            about: About::StreamUnbounded { queue: q.queue.clone() },
+        }),
+    });
+}
+
+/// The nodes down now against the partial episode on record (`on_record`, since
+/// `since`): one `BrokerPartial` when an episode begins or its nodes change, one
+/// `BrokerComplete` when every node is back.
+pub fn broker_partial(on_record: Option<&[NodeDown]>, since: Option<&str>, mut down: Vec<NodeDown>) -> Vec<Planned> {
+    down.sort();
+    let names = |n: &[NodeDown]| n.iter().map(|d| d.node.clone()).collect::<Vec<_>>();
+    match on_record {
+        None if down.is_empty() => Vec::new(),
+        Some(_) if down.is_empty() => vec![Planned::quiet(Event::BrokerComplete(BrokerComplete {
+            partial_since: since.unwrap_or_default().to_owned(),
+        }))],
+        Some(was) if names(was) == names(&down) => Vec::new(),
+        _ => vec![Planned::quiet(Event::BrokerPartial(BrokerPartial { nodes: down }))],
+    }
+}
+
 /// A time as the events write it.
 fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -357,7 +420,12 @@ fn rounded(per_minute: f64) -> f64 {
 
 /// Whether the owners of a known account hear of an alarm.
 fn notify_owners(q: Queue<'_>) -> bool {
-    q.owner.account().is_some() && !q.recipients.is_empty()
+    q.owner.account().is_some() && heard(q)
+}
+
+/// Whether anyone hears of this queue's alarms: someone to email, or a webhook.
+fn heard(q: Queue<'_>) -> bool {
+    !q.recipients.is_empty() || q.live.hooked
 }
 
 /// A queue still above its warning size is reminded about every `WARN_REMINDER_HOURS`.
@@ -588,6 +656,7 @@ fn unused(out: &mut Plan, q: Queue<'_>, depth: Depth, policy: &Policy, eff: &Eff
                 failed_before: false,
                 archived: q.state.archived_in_excursion,
                 reason: DeleteReason::Unused,
+                hooked: q.owner.account().is_some() && q.live.hooked,
             });
         }
         None => {}
@@ -618,7 +687,7 @@ fn archiving(out: &mut Plan, q: Queue<'_>, depth: Depth, policy: &Policy, eff: &
         return;
     }
     if !s.archiving {
-        let notified = !s.archive_notified && !q.recipients.is_empty();
+        let notified = !s.archive_notified && heard(q);
         out.record.push(Planned {
             event: Event::ArchiveStarted(ArchiveStarted {
                 vhost: q.queue.vhost.clone(),
@@ -708,6 +777,26 @@ pub enum Outcome {
     /// The queue was not there: the decision stands, it is gone.
     Gone,
     Failed(String),
+    /// The re-read just before deleting showed the deletion is no longer due: kept.
+    Abandoned(String),
+}
+
+/// What re-reading a queue just before deleting it says: `fresh` is `None` when the
+/// queue is not there any more, `Some(None)` when its count is not known now.
+pub fn confirm(d: &Deletion, fresh: Option<Option<Depth>>) -> Result<(), Outcome> {
+    match fresh {
+        None => Err(Outcome::Gone),
+        Some(None) => Err(Outcome::Failed(
+            "its count could not be read just before deleting: the deletion waits for the next cycle".into(),
+        )),
+        Some(Some(now)) if d.reason == DeleteReason::Size && now.messages <= d.del_size => {
+            Err(Outcome::Abandoned(format!(
+                "re-read just before deleting: {} messages, no longer above the deletion size ({}): kept",
+                now.messages, d.del_size
+            )))
+        }
+        Some(Some(_)) => Ok(()),
+    }
 }
 
 /// What to record of a deletion's outcome.
@@ -723,7 +812,7 @@ pub fn settle(d: &Deletion, outcome: Outcome) -> Vec<Planned> {
                 dry_run: false,
                 reason: d.reason,
             }),
-            notice: (!d.tell.is_empty()).then(|| Notice {
+            notice: (!d.tell.is_empty() || d.hooked).then(|| Notice {
                 to: d.tell.clone(),
                 about: About::QueueDeleted {
                     queue: d.queue.clone(),
@@ -734,6 +823,12 @@ pub fn settle(d: &Deletion, outcome: Outcome) -> Vec<Planned> {
                 },
             }),
         }],
+        Outcome::Abandoned(why) => vec![Planned::quiet(Event::QueueDeleteFailed(QueueDeleteFailed {
+            vhost: d.queue.vhost.clone(),
+            name: d.queue.name.clone(),
+            error: why,
+            gone: true,
+        }))],
         Outcome::Failed(_) if d.failed_before => Vec::new(),
         Outcome::Failed(error) => vec![Planned::quiet(Event::QueueDeleteFailed(QueueDeleteFailed {
             vhost: d.queue.vhost.clone(),
@@ -781,6 +876,182 @@ pub fn backoff(failures: u32) -> std::time::Duration {
     std::time::Duration::from_secs(5)
         .saturating_mul(1 << failures.saturating_sub(1).min(10))
         .min(std::time::Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    fn down(node: &str, queues: u64) -> NodeDown {
+        NodeDown {
+            node: node.into(),
+            queues,
+        }
+    }
+
+    #[test]
+    fn given_a_whole_broker_when_a_node_goes_down_then_one_partial_episode_begins() {
+        let p = broker_partial(None, None, vec![down("rabbit@b", 3)]);
+        assert!(
+            matches!(&p[..], [Planned { event: Event::BrokerPartial(b), notice: None }] if b.nodes == vec![down("rabbit@b", 3)])
+        );
+    }
+
+    #[test]
+    fn given_a_partial_episode_when_the_same_node_stays_down_then_nothing_new_even_if_its_count_moves() {
+        assert!(broker_partial(Some(&[down("rabbit@b", 3)]), Some("t"), vec![down("rabbit@b", 5)]).is_empty());
+    }
+
+    #[test]
+    fn given_a_partial_episode_when_another_node_goes_down_too_then_it_is_recorded_again() {
+        let p = broker_partial(
+            Some(&[down("rabbit@b", 3)]),
+            Some("t"),
+            vec![down("rabbit@c", 1), down("rabbit@b", 3)],
+        );
+        assert!(
+            matches!(&p[..], [Planned { event: Event::BrokerPartial(b), .. }] if b.nodes.len() == 2 && b.nodes[0].node == "rabbit@b")
+        );
+    }
+
+    #[test]
+    fn given_a_partial_episode_when_every_node_is_back_then_it_ends_once() {
+        let p = broker_partial(Some(&[down("rabbit@b", 3)]), Some("2026-12-02T10:00:00Z"), Vec::new());
+        assert!(
+            matches!(&p[..], [Planned { event: Event::BrokerComplete(c), .. }] if c.partial_since == "2026-12-02T10:00:00Z")
+        );
+        assert!(broker_partial(None, None, Vec::new()).is_empty());
+    }
+
+    fn stream_plan(state: QueueState, limits: Limits, depth: u64) -> Plan {
+        let queue = QueueRef::new("/", "queue/alice/events");
+        let recipients = vec!["ann@x.org".to_owned()];
+        let policy = Policy {
+            warn_size: 2000,
+            del_size: 8000,
+            dry_run: false,
+            warn_cooldown: chrono::Duration::hours(1),
+            archive_size: Some(3000),
+            max_archive: 100_000,
+            alarms: Default::default(),
+        };
+        plan(
+            Queue {
+                queue: &queue,
+                state: &state,
+                owner: &Ownership::Account("alice".into()),
+                recipients: &recipients,
+                live: Live {
+                    kind: QueueKind::Stream,
+                    consumers: Some(0),
+                    idle_since: Some(Utc::now() - chrono::Duration::days(3)),
+                    limits,
+                    ..Live::default()
+                },
+            },
+            Seen::Depth(Depth::of(depth, 0)),
+            &policy,
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn given_a_stream_far_above_every_size_when_planned_then_it_is_neither_warned_archived_nor_deleted() {
+        let retained = Limits {
+            max_age: Some(86_400),
+            ..Limits::default()
+        };
+        let p = stream_plan(QueueState::default(), retained, 1_000_000);
+        assert_eq!(p, Plan::default());
+    }
+
+    #[test]
+    fn given_a_stream_without_retention_when_first_seen_then_its_owners_are_told_once() {
+        let p = stream_plan(QueueState::default(), Limits::default(), 10);
+        assert!(
+            matches!(&p.record[..], [Planned { event: Event::StreamUnbounded(s), notice: Some(n) }] if s.notified && matches!(n.about, About::StreamUnbounded { .. })),
+            "{p:?}"
+        );
+        let told = QueueState {
+            stream_unbounded: true,
+            ..QueueState::default()
+        };
+        assert!(stream_plan(told, Limits::default(), 10).record.is_empty());
+    }
+
+    #[test]
+    fn given_a_pending_deletion_of_a_stream_when_planned_then_it_is_abandoned() {
+        let pending = QueueState {
+            delete_pending: true,
+            stream_unbounded: true,
+            ..QueueState::default()
+        };
+        let p = stream_plan(pending, Limits::default(), 9000);
+        assert!(p.delete.is_none());
+        assert!(matches!(&p.record[..], [Planned { event: Event::QueueDeleteFailed(f), .. }] if f.gone));
+    }
+}
+
+#[cfg(test)]
+mod confirm_tests {
+    use super::*;
+
+    fn decided(messages: u64, reason: DeleteReason) -> Deletion {
+        Deletion {
+            queue: QueueRef::new("/", "queue/alice/jobs"),
+            owner: Some("alice".into()),
+            depth: Depth::of(messages, 0),
+            del_size: 8000,
+            tell: vec!["ann@x.org".into()],
+            failed_before: false,
+            archived: 0,
+            reason,
+            hooked: false,
+        }
+    }
+
+    #[test]
+    fn given_a_size_deletion_when_the_fresh_count_is_still_above_then_it_goes_ahead() {
+        assert_eq!(
+            confirm(&decided(9000, DeleteReason::Size), Some(Some(Depth::of(8001, 0)))),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn given_a_size_deletion_when_the_queue_fell_back_to_the_size_then_it_is_abandoned_and_recorded() {
+        let d = decided(9000, DeleteReason::Size);
+        let Err(out) = confirm(&d, Some(Some(Depth::of(8000, 0)))) else {
+            panic!("went ahead")
+        };
+        assert!(matches!(&out, Outcome::Abandoned(why) if why.contains("8000 messages")));
+        let recorded = settle(&d, out);
+        assert!(
+            matches!(&recorded[..], [Planned { event: Event::QueueDeleteFailed(f), notice: None }] if f.gone),
+            "{recorded:?}"
+        );
+    }
+
+    #[test]
+    fn given_a_deletion_when_the_queue_is_gone_then_it_settles_as_gone() {
+        assert_eq!(confirm(&decided(9000, DeleteReason::Size), None), Err(Outcome::Gone));
+    }
+
+    #[test]
+    fn given_a_deletion_when_the_fresh_count_is_unknown_then_it_waits() {
+        assert!(matches!(
+            confirm(&decided(9000, DeleteReason::Size), Some(None)),
+            Err(Outcome::Failed(_))
+        ));
+    }
+
+    #[test]
+    fn given_an_unused_queue_when_it_holds_few_messages_then_its_deletion_goes_ahead() {
+        assert_eq!(
+            confirm(&decided(3, DeleteReason::Unused), Some(Some(Depth::of(3, 0)))),
+            Ok(())
+        );
+    }
 }
 
 #[cfg(test)]
@@ -1029,6 +1300,7 @@ mod tests {
             failed_before,
             archived: 0,
             reason: DeleteReason::Size,
+            hooked: false,
         }
     }
 
@@ -1515,9 +1787,13 @@ mod tests {
         let p = when_alarmed(QueueState::default(), Ownership::Unknown, idle_for(60), 5, &policy());
         assert_eq!(kinds(&p), ["QueueUnconsumed"]);
         assert!(p.record[0].notice.is_none());
-        // A stream or a reserved queue: never.
+        // A stream (with a retention limit) or a reserved queue: never.
         let stream = Live {
             kind: QueueKind::Stream,
+            limits: Limits {
+                max_age: Some(86_400),
+                ..Limits::default()
+            },
             ..idle_for(600)
         };
         assert!(

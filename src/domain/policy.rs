@@ -128,6 +128,8 @@ pub struct QueueState {
     pub last_overflow_email_at: Option<DateTime<Utc>>,
     /// The unused announcement on record: when, and the deletion date it gave.
     pub unused: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// A stream whose owners were told that it has no retention limit.
+    pub stream_unbounded: bool,
 }
 
 /// The thresholds in force for one queue.

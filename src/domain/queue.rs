@@ -90,8 +90,8 @@ impl Availability {
         }
     }
 
-    pub fn is_up(self) -> bool {
-        self == Availability::Up
+    pub fn is_up(&self) -> bool {
+        *self == Availability::Up
     }
 
     pub fn as_str(self) -> &'static str {

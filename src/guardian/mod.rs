@@ -29,6 +29,7 @@ use crate::app::alerts::Channels;
 use crate::app::{AppError, Context, Fence, RecordError};
 use crate::db;
 use crate::domain::alarms::Limits;
+use crate::domain::event::NodeDown;
 use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Seen};
 use crate::domain::{Actor, Ownership, QueueKind, QueueRef};
 use crate::events::{NewEvent, store};
@@ -37,7 +38,7 @@ use crate::observations::samples::Sampler;
 use crate::observations::{self, Snapshot};
 use crate::projections;
 use crate::rabbit::amqp::ARCHIVER_TAG_PREFIX;
-use crate::rabbit::{BrokerError, Deleted, QueueDepth};
+use crate::rabbit::{BrokerError, Deleted, NodeState, QueueDepth};
 use lock::GuardianLock;
 
 /// The actor of everything the guardian records.
@@ -65,6 +66,8 @@ pub struct Report {
     pub events: usize,
     pub deleted: usize,
     pub delete_failed: usize,
+    /// Deletions abandoned because the re-read just before showed them no longer due.
+    pub abandoned: usize,
     /// Messages archived (by `guardian --once`, which waits for its archivers).
     pub archived: u64,
 }
@@ -95,6 +98,7 @@ struct RunState {
     policies: HashMap<String, VhostPolicies>,
     activity: Activity,
     was_active: Option<bool>,
+    nodes: Vec<NodeState>,
 }
 
 /// The guardian of one process.
@@ -185,6 +189,7 @@ impl Guardian {
             }
         };
         self.broker_up(&mut run, epoch).await?;
+        self.partial(&run, epoch, &observed).await?;
         let report = self.guard(epoch, &observed, &mut run).await?;
 
         run.cycle += 1;
@@ -199,6 +204,8 @@ impl Guardian {
                     .and_then(|d| sampler.growth(&q.vhost, &q.name, d.messages, unix))
                     .map(observations::Seen::hundredths),
                 consumers: run.consumers.get(&(q.vhost.clone(), q.name.clone())).copied(),
+                availability: q.availability,
+                node: q.node.filter(|_| !q.availability.is_up()),
                 vhost: q.vhost,
                 name: q.name,
                 depth: q.depth,
@@ -234,7 +241,16 @@ impl Guardian {
         let new_queue = depths
             .iter()
             .any(|q| !run.consumers.contains_key(&(q.vhost.clone(), q.name.clone())));
-        if new_queue || run.consumers_at.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY) {
+        let refresh = run.consumers_at.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY);
+        // The nodes' states: at the consumers' pace, and every cycle while a queue
+        // cannot be counted (to say which node is down).
+        if refresh || depths.iter().any(|q| !q.availability.is_up()) || run.nodes.iter().any(|n| !n.running) {
+            match broker.nodes().await {
+                Ok(nodes) => run.nodes = nodes,
+                Err(e) => tracing::warn!(error = %e, "node states not refreshed"),
+            }
+        }
+        if new_queue || refresh {
             let mut counts = HashMap::new();
             let mut complete = true;
             for v in vhosts {
@@ -317,6 +333,31 @@ impl Guardian {
         self.record(epoch, self.events(BROKER_STREAM, planned)).await
     }
 
+    /// Records a partial episode (a node down, its queues unknown) when it begins,
+    /// changes or ends.
+    async fn partial(&self, run: &RunState, epoch: i64, observed: &[QueueDepth]) -> Result<(), GuardianError> {
+        let mut down: HashMap<String, u64> = HashMap::new();
+        for q in observed.iter().filter(|q| !q.availability.is_up()) {
+            let node = q.node.clone().unwrap_or_else(|| "(no leader)".to_owned());
+            *down.entry(node).or_insert(0) += 1;
+        }
+        for n in run.nodes.iter().filter(|n| !n.running) {
+            down.entry(n.name.clone()).or_insert(0);
+        }
+        let down: Vec<NodeDown> = down
+            .into_iter()
+            .map(|(node, queues)| NodeDown { node, queues })
+            .collect();
+        let status = projections::broker::status(&self.ctx.db).await?;
+        let on_record = status.as_ref().and_then(|s| s.partial.as_deref());
+        let since = status.as_ref().and_then(|s| s.partial_since.as_deref());
+        if !down.is_empty() && on_record.is_none() {
+            tracing::warn!(nodes = ?down, "part of the broker is down: its queues are unknown, no decision about them");
+        }
+        let planned = plan::broker_partial(on_record, since, down);
+        self.record(epoch, self.events(BROKER_STREAM, planned)).await
+    }
+
     /// Each planned event on `stream`, with the email it causes.
     fn events(&self, stream: &str, planned: Vec<Planned>) -> Vec<NewEvent> {
         self.alarms(stream, planned, None)
@@ -329,7 +370,12 @@ impl Guardian {
         let mut out = Vec::with_capacity(planned.len());
         for p in planned {
             let e = NewEvent::new(stream, p.event, &ACTOR);
-            let email = p.notice.as_ref().map(|n| self.ctx.email(n, Some(e.id), &ACTOR));
+            // A notice with nobody to email still goes to the account's webhooks.
+            let email = p
+                .notice
+                .as_ref()
+                .filter(|n| !n.to.is_empty())
+                .map(|n| self.ctx.email(n, Some(e.id), &ACTOR));
             let hooks = match (to, &p.notice) {
                 (Some((account, channels)), Some(n)) => channels.webhooks(&self.ctx, account, &e.event, n, e.id, now),
                 _ => Vec::new(),
@@ -427,7 +473,9 @@ impl Guardian {
                         storage_ok,
                         growth: alarm.growth,
                         limits: alarm.limits,
-                        bytes: None,
+                        bytes: alarm.bytes,
+                        policies_known: alarm.policies_known,
+                        hooked: owner.account().is_some_and(|a| channels.hooked(a)),
                         idle_since: alarm.activity.and_then(|a| a.idle_since).and_then(time),
                         last_used: alarm.activity.and_then(|a| time(a.last_used)),
                         over_since: alarm.activity.and_then(|a| a.over_since).and_then(time),
@@ -460,6 +508,8 @@ impl Guardian {
                 growth: growth.get(&queue).copied(),
                 limits: limits_of(q, run.policies.get(&q.vhost)),
                 activity: Some(*activity),
+                bytes: q.bytes,
+                policies_known: run.policies.contains_key(&q.vhost),
             };
             planned(&queue, records.get(&q.vhost, &q.name), how, q.kind, consumers, alarm);
         }
@@ -497,14 +547,38 @@ impl Guardian {
                 tracing::warn!("the guardian lock was lost: no more deletions in this cycle");
                 return Err(GuardianError::Fenced);
             }
-            let outcome = match self.ctx.broker.delete_queue(&d.queue.vhost, &d.queue.name).await {
-                Ok(Deleted::Deleted) => {
+            // Confirm before deleting: the count the decision was made on may be a few
+            // seconds old (and a Prometheus source lags); a fresh read of this one queue
+            // abandons a deletion that is no longer due.
+            let fresh = match self.ctx.broker.queue(&d.queue.vhost, &d.queue.name).await {
+                Ok(q) => plan::confirm(&d, q.map(|q| q.depth.filter(|_| q.availability.is_up()))),
+                Err(err) => Err(Done::Failed(format!(
+                    "could not re-read it just before deleting: {err}"
+                ))),
+            };
+            let outcome = match fresh {
+                Err(Done::Abandoned(why)) => {
+                    tracing::info!(vhost = %d.queue.vhost, queue = %d.queue.name, "deletion abandoned: {why}");
+                    report.abandoned += 1;
+                    Err(Done::Abandoned(why))
+                }
+                Err(other) => Err(other),
+                Ok(()) => Ok(self.ctx.broker.delete_queue(&d.queue.vhost, &d.queue.name).await),
+            };
+            let outcome = match outcome {
+                Err(Done::Failed(why)) => {
+                    tracing::warn!(vhost = %d.queue.vhost, queue = %d.queue.name, error = %why, "queue not deleted; will retry");
+                    report.delete_failed += 1;
+                    Done::Failed(why)
+                }
+                Err(done) => done,
+                Ok(Ok(Deleted::Deleted)) => {
                     tracing::info!(vhost = %d.queue.vhost, queue = %d.queue.name, messages = d.depth.messages, "queue deleted");
                     report.deleted += 1;
                     Done::Deleted
                 }
-                Ok(Deleted::NotFound) => Done::Gone,
-                Err(err) => {
+                Ok(Ok(Deleted::NotFound)) => Done::Gone,
+                Ok(Err(err)) => {
                     tracing::warn!(vhost = %d.queue.vhost, queue = %d.queue.name, error = %err, "queue not deleted; will retry");
                     report.delete_failed += 1;
                     Done::Failed(err.to_string())
@@ -530,6 +604,8 @@ struct Alarm {
     growth: Option<f64>,
     limits: Limits,
     activity: Option<Observed>,
+    bytes: Option<u64>,
+    policies_known: bool,
 }
 
 /// A queue's limits: its arguments', its policy's and its operator policy's together.

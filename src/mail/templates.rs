@@ -113,6 +113,7 @@ pub fn render(about: &About, public_url: &str) -> Text {
             &link(public_url, &queue.path()),
         ),
         About::BrokerUnreachable { error } => broker_unreachable(error, &link(public_url, "/queues")),
+        About::StreamUnbounded { queue } => stream_unbounded(queue, &link(public_url, &queue.path())),
         About::OwnerAdded { account, by } => owner_added(account, by, &link(public_url, "/accounts")),
     }
 }
@@ -344,6 +345,20 @@ fn archiving(q: &QueueRef, depth: Depth, sizes: (u64, u64), others: (Option<u64>
     }
 }
 
+fn stream_unbounded(q: &QueueRef, link: &str) -> Text {
+    Text {
+        subject: format!("Pulse warning: stream \"{}\" has no retention limit", q.name),
+        body: format!(
+            "Your stream has no retention limit: neither x-max-length-bytes nor x-max-age, as an argument \
+             or from a policy. Reading a stream does not remove anything from it, so it keeps every message \
+             until the broker's disk is full.\n\nStream:   {}\nVhost:    {}\n\nThe guardian never deletes a \
+             stream for its size, and tells you this once. Declare it again with a retention limit (for \
+             example x-max-age: 7D), or ask an admin for a policy.\n\nSee the stream: {link}\n",
+            q.name, q.vhost
+        ),
+    }
+}
+
 fn broker_unreachable(error: &str, link: &str) -> Text {
     Text {
         subject: "PulseGuardian error: cannot reach RabbitMQ".to_owned(),
@@ -476,6 +491,7 @@ mod tests {
             max_length: Some(100),
             max_bytes: None,
             overflow: Some(alarms::Overflow::RejectPublish),
+            max_age: None,
         };
         let body = overflowing(&q, Depth::of(100, 0), &limits, None, "L").body;
         assert!(body.contains("100 messages (x-max-length)"), "{body}");

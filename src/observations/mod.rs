@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 use serde::{Deserialize, Serialize};
 
 use crate::db;
-use crate::domain::{Depth, QueueKind};
+use crate::domain::{Availability, Depth, QueueKind};
 
 pub use cache::SnapshotCache;
 
@@ -35,6 +35,12 @@ pub struct Seen {
     /// it grows (`crate::domain::alarms::growth`).
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub growth: Option<i64>,
+    /// Whether the broker could count it; written only when it could not.
+    #[serde(rename = "a", default, skip_serializing_if = "Availability::is_up")]
+    pub availability: Availability,
+    /// The node it is on, written only when it could not be counted.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 fn is_classic(k: &QueueKind) -> bool {
@@ -174,6 +180,8 @@ mod tests {
             consumers: Some(2),
             kind: QueueKind::Classic,
             growth: None,
+            availability: Availability::Up,
+            node: None,
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(json, r#"{"v":"/","n":"q","d":[4,3,1],"c":2}"#);

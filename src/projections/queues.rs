@@ -61,6 +61,8 @@ pub struct QueueRecord {
     pub owner_del_size: Option<u64>,
     pub owner_unconsumed_minutes: Option<u32>,
     pub reminders_off: bool,
+    /// A stream whose owners were told it has no retention limit.
+    pub stream_unbounded: bool,
 }
 
 impl QueueRecord {
@@ -104,6 +106,7 @@ impl QueueRecord {
             overflowing: self.overflowing,
             last_overflow_email_at: time(&self.last_overflow_email_at),
             unused: time(&self.unused_at).zip(time(&self.unused_delete_on)),
+            stream_unbounded: self.stream_unbounded,
         }
     }
 
@@ -130,6 +133,7 @@ impl QueueRecord {
         self.overflowing = false;
         self.unused_at = None;
         self.unused_delete_on = None;
+        self.stream_unbounded = false;
         self.end_excursion();
     }
 
@@ -162,7 +166,7 @@ pub(crate) struct Queues;
 
 const TABLE: &str = "queues";
 const KEY: [&str; 2] = ["vhost", "name"];
-const COLS: [&str; 35] = [
+const COLS: [&str; 36] = [
     "owner",
     "warned",
     "warned_at",
@@ -198,6 +202,7 @@ const COLS: [&str; 35] = [
     "owner_del_size",
     "owner_unconsumed_minutes",
     "reminders_off",
+    "stream_unbounded",
 ];
 
 /// The queue an event is about, and the owner it names.
@@ -222,6 +227,7 @@ fn queue(e: &Event) -> Option<(&str, &str, Option<&str>)> {
         Event::QueueOverflowing(e) => (&e.vhost, &e.name, e.owner.as_deref()),
         Event::QueueOverflowEnded(e) => (&e.vhost, &e.name, None),
         Event::QueueAlarmsSet(e) => (&e.vhost, &e.name, None),
+        Event::StreamUnbounded(e) => (&e.vhost, &e.name, e.owner.as_deref()),
         _ => return None,
     })
 }
@@ -370,6 +376,10 @@ impl Model for Queues {
                 r.act("under its length limit again".into(), at, Some(o.depth.messages));
                 r.overflowing = false;
             }
+            Event::StreamUnbounded(_) => {
+                r.act("stream without retention limit".into(), at, None);
+                r.stream_unbounded = true;
+            }
             Event::QueueAlarmsSet(a) => {
                 r.owner_warn_size = a.warn_size;
                 r.owner_del_size = a.del_size;
@@ -446,6 +456,7 @@ impl Model for Queues {
                     size(r.owner_del_size),
                     size(r.owner_unconsumed_minutes.map(u64::from)),
                     r.reminders_off.into(),
+                    r.stream_unbounded.into(),
                 ]
             })
             .collect();
@@ -496,6 +507,7 @@ fn record_of(r: &QueryResult) -> Result<QueueRecord, DbErr> {
         owner_del_size: size("owner_del_size")?,
         owner_unconsumed_minutes: size("owner_unconsumed_minutes")?.map(|m| u32::try_from(m).unwrap_or(u32::MAX)),
         reminders_off: r.try_get("", "reminders_off")?,
+        stream_unbounded: r.try_get("", "stream_unbounded")?,
     })
 }
 
@@ -529,7 +541,7 @@ const SELECT: &str = "SELECT vhost, name, owner, warned, warned_at, last_warning
                       last_messages, archiving, archived_in_excursion, archive_notified, archive_stopped, archive_error, \
                       archive_off, archive_size, archive_when_idle, archive_consumers, delete_reason, unconsumed, \
                       unconsumed_since, overflowing, last_overflow_email_at, unused_at, unused_delete_on, \
-                      owner_warn_size, owner_del_size, owner_unconsumed_minutes, reminders_off FROM queues";
+                      owner_warn_size, owner_del_size, owner_unconsumed_minutes, reminders_off, stream_unbounded FROM queues";
 
 /// The record of every queue.
 pub async fn all(db: &impl ConnectionTrait) -> Result<Records, DbErr> {

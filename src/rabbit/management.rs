@@ -14,7 +14,7 @@ use url::Url;
 
 use super::{Binding, Broker, BrokerError, Consumer, Deleted, NodeState, Permissions, PolicyLimits, QueueDepth};
 use crate::config::{Config, Secret};
-use crate::domain::alarms::{Limits, Overflow};
+use crate::domain::alarms::{self, Limits, Overflow};
 use crate::domain::{Availability, Depth, QueueKind, encode_segment};
 
 #[derive(Clone)]
@@ -195,6 +195,10 @@ fn limits_of(v: Option<&serde_json::Value>, prefix: &str) -> Limits {
             .get(&format!("{prefix}overflow"))
             .and_then(|o| o.as_str())
             .and_then(Overflow::parse),
+        max_age: map
+            .get(&format!("{prefix}max-age"))
+            .and_then(|a| a.as_str())
+            .and_then(alarms::parse_max_age),
     }
 }
 
