@@ -13,7 +13,7 @@ use crate::auth::{Action, Principal};
 use crate::domain::alarms;
 use crate::domain::event::{Event, QueueDeletedByUser, QueuePolicySet};
 use crate::domain::policy::Overrides;
-use crate::domain::{Depth, QueueKind, QueueRef, QueueStatus, owner_of, parse_size};
+use crate::domain::{Availability, Depth, QueueKind, QueueRef, QueueStatus, owner_of, parse_size};
 use crate::events::{NewEvent, store};
 
 pub use crate::events::StoredEvent as RecordedEvent;
@@ -64,6 +64,12 @@ pub struct QueueView {
     pub overflowing: bool,
     /// Announced unused: deleted on this date unless used.
     pub unused_delete_on: Option<String>,
+    /// Whether the broker could count it (`up`, `node_down`, `no_quorum`).
+    pub availability: Availability,
+    /// The node it is on, when it could not be counted.
+    pub node: Option<String>,
+    /// A stream without retention limit (its owners were told).
+    pub stream_unbounded: bool,
 }
 
 impl QueueView {
@@ -107,6 +113,9 @@ fn view(
         unconsumed: rec.unconsumed,
         overflowing: rec.overflowing,
         unused_delete_on: rec.unused_delete_on.clone(),
+        availability: Availability::Up,
+        node: None,
+        stream_unbounded: rec.stream_unbounded,
         kind,
         archiving: rec.archiving,
         archive_when_idle: eff.when_idle,
@@ -130,14 +139,21 @@ fn view(
 }
 
 fn seen_view(ctx: &Context, s: &Seen, rec: Option<&QueueRecord>) -> QueueView {
-    view(
+    let mut v = view(
         ctx,
         &s.vhost,
         &s.name,
         (s.depth, s.consumers, s.growth_per_minute()),
         s.kind,
         rec,
-    )
+    );
+    v.availability = s.availability;
+    v.node = s.node.clone();
+    // The broker gives no count for a stream without statistics; that is no fault.
+    if s.kind == QueueKind::Stream && s.availability.is_up() && v.state == QueueStatus::Unknown {
+        v.state = QueueStatus::Normal;
+    }
+    v
 }
 
 /// The latest observation with the records, from which the pages pick what they show
@@ -214,6 +230,10 @@ pub enum Attention {
     Dropping,
     Archiving,
     Unused,
+    /// The count is not known (a node down, no quorum).
+    Unknown,
+    /// A stream without retention limit.
+    NoRetention,
 }
 
 impl Attention {
@@ -224,6 +244,8 @@ impl Attention {
             "dropping" => Attention::Dropping,
             "archiving" => Attention::Archiving,
             "unused" => Attention::Unused,
+            "unknown" => Attention::Unknown,
+            "no-retention" => Attention::NoRetention,
             _ => return None,
         })
     }
@@ -235,6 +257,8 @@ impl Attention {
             Attention::Dropping => "dropping",
             Attention::Archiving => "archiving",
             Attention::Unused => "unused",
+            Attention::Unknown => "unknown",
+            Attention::NoRetention => "no-retention",
         }
     }
 }
@@ -250,6 +274,11 @@ pub struct Overview {
     pub unused: usize,
     /// `None` before the guardian's first read; else whether the broker answered.
     pub broker_reachable: Option<bool>,
+    /// Queues whose count is unknown now (a node down, no quorum).
+    pub unknown: usize,
+    /// The nodes down in the partial episode on record, and since when.
+    pub nodes_down: Vec<crate::domain::event::NodeDown>,
+    pub partial_since: Option<String>,
 }
 
 /// A deletion forecast within this long puts a queue at risk.
@@ -308,13 +337,18 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
         Attention::Dropping => r.is_some_and(|r| r.overflowing),
         Attention::Archiving => r.is_some_and(|r| r.archiving),
         Attention::Unused => r.is_some_and(|r| r.unused_delete_on.is_some()),
+        Attention::Unknown => s.depth.is_none(),
+        Attention::NoRetention => r.is_some_and(|r| r.stream_unbounded),
     };
+    let status = crate::projections::broker::status(&ctx.db).await?;
     let mut overview = Overview {
         // No outage on record and an observation made: the broker answered.
-        broker_reachable: crate::projections::broker::status(&ctx.db)
-            .await?
+        broker_reachable: status
+            .as_ref()
             .map(|b| b.reachable)
             .or((!listing.snapshot.observed_at.is_empty()).then_some(true)),
+        nodes_down: status.as_ref().and_then(|b| b.partial.clone()).unwrap_or_default(),
+        partial_since: status.and_then(|b| b.partial_since),
         ..Overview::default()
     };
     for (s, r) in listing.visible(who) {
@@ -324,6 +358,7 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
         overview.dropping += usize::from(needs(Attention::Dropping, s, r));
         overview.archiving += usize::from(needs(Attention::Archiving, s, r));
         overview.unused += usize::from(needs(Attention::Unused, s, r));
+        overview.unknown += usize::from(needs(Attention::Unknown, s, r));
     }
     let mut all: Vec<(&Seen, Option<&QueueRecord>)> = listing
         .visible(who)
@@ -395,7 +430,12 @@ async fn current(ctx: &Context, q: &QueueRef, rec: Option<&QueueRecord>) -> Resu
         return Ok(Some(seen_view(ctx, s, rec)));
     }
     match ctx.broker.queue(&q.vhost, &q.name).await {
-        Ok(found) => Ok(found.map(|d| view(ctx, &d.vhost, &d.name, (d.depth, None, None), d.kind, rec))),
+        Ok(found) => Ok(found.map(|d| {
+            let mut v = view(ctx, &d.vhost, &d.name, (d.depth, None, None), d.kind, rec);
+            v.availability = d.availability;
+            v.node = d.node.filter(|_| !d.availability.is_up());
+            v
+        })),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the queue from the broker");
             Ok(None)

@@ -87,6 +87,8 @@ pub struct Live {
     pub policies_known: bool,
     /// The owning account has webhooks: its alarms are sent even with no one to email.
     pub hooked: bool,
+    /// The broker can read it now (its node is up, a quorum queue has a leader).
+    pub available: bool,
 }
 
 impl Default for Live {
@@ -104,6 +106,7 @@ impl Default for Live {
             over_since: None,
             policies_known: true,
             hooked: false,
+            available: true,
         }
     }
 }
@@ -183,6 +186,15 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
     let mut out = Plan::default();
     let pending = q.state.delete_pending && !policy.dry_run;
 
+    // A stream is judged by its limits, not its count (which the broker may not give).
+    if q.live.kind == QueueKind::Stream
+        && q.live.available
+        && !matches!(seen, Seen::Gone)
+        && *q.owner != Ownership::Reserved
+    {
+        stream(&mut out, q);
+        return out;
+    }
     let depth = match seen {
         Seen::Unknown => return out,
         Seen::Gone => {
@@ -215,10 +227,6 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
             ));
         }
         stop_archiving(&mut out, q, StopReason::Off);
-        return out;
-    }
-    if q.live.kind == QueueKind::Stream {
-        stream(&mut out, q);
         return out;
     }
     if q.state.delete_pending {
@@ -977,6 +985,47 @@ mod cluster_tests {
             ..QueueState::default()
         };
         assert!(stream_plan(told, Limits::default(), 10).record.is_empty());
+    }
+
+    #[test]
+    fn given_a_stream_whose_count_the_broker_does_not_give_when_planned_then_its_retention_is_still_judged() {
+        let queue = QueueRef::new("/", "queue/alice/events");
+        let recipients = vec!["ann@x.org".to_owned()];
+        let at = |available: bool| {
+            plan(
+                Queue {
+                    queue: &queue,
+                    state: &QueueState::default(),
+                    owner: &Ownership::Account("alice".into()),
+                    recipients: &recipients,
+                    live: Live {
+                        kind: QueueKind::Stream,
+                        available,
+                        ..Live::default()
+                    },
+                },
+                Seen::Unknown,
+                &Policy {
+                    warn_size: 2000,
+                    del_size: 8000,
+                    dry_run: false,
+                    warn_cooldown: chrono::Duration::hours(1),
+                    archive_size: None,
+                    max_archive: 100_000,
+                    alarms: Default::default(),
+                },
+                Utc::now(),
+            )
+        };
+        assert!(matches!(
+            &at(true).record[..],
+            [Planned {
+                event: Event::StreamUnbounded(_),
+                ..
+            }]
+        ));
+        // Its node is down: nothing at all.
+        assert!(at(false).record.is_empty());
     }
 
     #[test]

@@ -476,6 +476,7 @@ impl Guardian {
                         bytes: alarm.bytes,
                         policies_known: alarm.policies_known,
                         hooked: owner.account().is_some_and(|a| channels.hooked(a)),
+                        available: alarm.available,
                         idle_since: alarm.activity.and_then(|a| a.idle_since).and_then(time),
                         last_used: alarm.activity.and_then(|a| time(a.last_used)),
                         over_since: alarm.activity.and_then(|a| a.over_since).and_then(time),
@@ -510,6 +511,7 @@ impl Guardian {
                 activity: Some(*activity),
                 bytes: q.bytes,
                 policies_known: run.policies.contains_key(&q.vhost),
+                available: q.availability.is_up(),
             };
             planned(&queue, records.get(&q.vhost, &q.name), how, q.kind, consumers, alarm);
         }
@@ -606,6 +608,7 @@ struct Alarm {
     activity: Option<Observed>,
     bytes: Option<u64>,
     policies_known: bool,
+    available: bool,
 }
 
 /// A queue's limits: its arguments', its policy's and its operator policy's together.

@@ -158,6 +158,10 @@ fn describe(e: &reqwest::Error) -> String {
     msg
 }
 
+/// The columns of a depth listing.
+const DEPTH_COLUMNS: &str =
+    "name,vhost,type,node,state,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy";
+
 #[derive(Deserialize)]
 struct RawDepth {
     name: String,
@@ -268,29 +272,30 @@ impl Broker for ManagementClient {
         let raw: Vec<RawDepth> = self
             .get(
                 &["queues", vhost],
-                "disable_stats=true&enable_queue_totals=true&columns=name,vhost,type,node,state,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy",
+                &format!("disable_stats=true&enable_queue_totals=true&columns={DEPTH_COLUMNS}"),
             )
             .await?;
         Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
     }
 
     async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError> {
-        let fresh: Option<RawDepth> = self
-            .get_opt(&["queues", vhost, queue], "disable_stats=true&enable_queue_totals=true")
-            .await?;
-        match fresh {
-            Some(q) if q.messages.is_none() => {
-                // A quorum queue's counts come only with the statistics.
-                let with_stats: Option<RawDepth> = self
-                    .get_opt(
-                        &["queues", vhost, queue],
-                        "columns=name,vhost,type,messages,messages_ready,messages_unacknowledged",
-                    )
-                    .await?;
-                Ok(Some(with_stats.unwrap_or(q).into_depth(vhost)))
-            }
-            other => Ok(other.map(|q| q.into_depth(vhost))),
+        // The single-queue endpoint gives counts only from the statistics, which lag by
+        // the collection interval (5 s); the vhost's listing, filtered to this one name,
+        // gives them from the queue itself: fresh, as the guardian's decisions were.
+        #[derive(Deserialize)]
+        struct Page {
+            items: Vec<RawDepth>,
         }
+        let query = format!(
+            "disable_stats=true&enable_queue_totals=true&columns={DEPTH_COLUMNS}&use_regex=true&page=1&page_size=100&name={}",
+            crate::domain::encode_segment(&format!("^{}$", regex::escape(queue)))
+        );
+        let page: Page = self.get(&["queues", vhost], &query).await?;
+        Ok(page
+            .items
+            .into_iter()
+            .find(|q| q.name == queue)
+            .map(|q| q.into_depth(vhost)))
     }
 
     async fn consumers(&self, vhost: &str) -> Result<Vec<Consumer>, BrokerError> {

@@ -217,3 +217,62 @@ async fn an_unused_queue_is_announced_then_deleted_after_the_grace_unless_used(b
     );
     assert!(mail[2].body.contains("unused"), "{}", mail[2].body);
 }
+
+on_both!(a_stream_is_never_deleted_for_its_count_and_one_without_retention_is_reported_once);
+
+async fn a_stream_is_never_deleted_for_its_count_and_one_without_retention_is_reported_once(backend: Backend) {
+    let w = world(backend, &[]).await;
+    let declare = |name: &str, args: serde_json::Value| {
+        let url = format!(
+            "http://127.0.0.1:15672/api/queues/{}/{}",
+            encode_segment(&w.vhost.name),
+            encode_segment(name)
+        );
+        async move {
+            let r = reqwest::Client::new()
+                .put(&url)
+                .basic_auth("guest", Some("guest"))
+                .json(&json!({"durable": true, "arguments": args}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    };
+    let unbounded = "queue/alice/events";
+    let retained = "queue/alice/kept-a-week";
+    declare(unbounded, json!({"x-queue-type": "stream"})).await;
+    declare(retained, json!({"x-queue-type": "stream", "x-max-age": "7D"})).await;
+    // Far above the deletion size (6).
+    w.vhost.publish(unbounded, 10).await;
+    w.vhost.publish(retained, 10).await;
+    guarded(&w).await;
+    guarded(&w).await;
+
+    assert!(w.vhost.exists(unbounded).await && w.vhost.exists(retained).await);
+    for kind in ["QueueWarned", "QueueDeletionDecided", "QueueDeleted", "ArchiveStarted"] {
+        assert!(events_of(&w, kind).await.is_empty(), "a stream got {kind}");
+    }
+    let reported = events_of(&w, "StreamUnbounded").await;
+    assert_eq!(reported.len(), 1, "once, and only the stream without retention");
+    let Event::StreamUnbounded(e) = reported[0].decode().unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(e.name, unbounded);
+    assert!(e.notified);
+    send_emails(&w).await;
+    let mail = mailbox::wait_for(&w.owner, 1).await;
+    assert_eq!(
+        mail[0].subject,
+        format!("Pulse warning: stream \"{unbounded}\" has no retention limit")
+    );
+    // The listing says so too.
+    let admin = pulseguardian::auth::Principal {
+        admin: true,
+        ..pulseguardian::auth::Principal::cli()
+    };
+    let views = pulseguardian::app::queues::all_visible(&w.t.app, &admin).await.unwrap();
+    let v = views.iter().find(|v| v.name == unbounded).unwrap();
+    assert!(v.stream_unbounded && v.kind == pulseguardian::domain::QueueKind::Stream);
+    assert!(!views.iter().find(|v| v.name == retained).unwrap().stream_unbounded);
+}

@@ -294,3 +294,51 @@ async fn the_lock_is_per_database_and_a_standby_once_says_it_did_nothing() {
     assert!(one.vhost.exists(QUEUE).await);
     holder.release().await;
 }
+
+on_both!(a_deletion_whose_queue_fell_back_before_it_was_carried_out_is_abandoned);
+
+/// Confirm before deleting: the guardian decided on a count, then the queue was drained
+/// before the deletion ran; the fresh re-read just before deleting keeps the queue.
+async fn a_deletion_whose_queue_fell_back_before_it_was_carried_out_is_abandoned(backend: Backend) {
+    let w = World::new(backend, &[]).await;
+    let gate = tempfile::tempdir().unwrap().keep().join("go");
+    let pause = format!("after-decisions:{}", gate.display());
+    let paused = w.once(&[("PULSEGUARDIAN_PAUSE", &pause)]).spawn().unwrap();
+    wait_for("the deletion to be decided", Duration::from_secs(30), || async {
+        (w.kinds("QueueDeletionDecided").await == 1).then_some(())
+    })
+    .await;
+    // The consumers catch up between the decision and the deletion.
+    w.vhost.purge(QUEUE).await;
+    std::fs::write(&gate, b"go").unwrap();
+    let out = tokio::task::spawn_blocking(move || paused.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(w.vhost.exists(QUEUE).await, "the queue was kept");
+    assert_eq!(w.kinds("QueueDeleted").await, 0);
+    let abandoned = store::read_after(&w.t.app.db, 0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.decode() {
+            Ok(Event::QueueDeleteFailed(f)) => Some(f),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert!(abandoned[0].gone && abandoned[0].error.contains("re-read just before deleting: 0 messages"));
+    // Nothing is pending any more: the next cycle decides afresh and deletes nothing.
+    let guardian = Guardian::new(w.t.app.clone());
+    match guardian.cycle().await.unwrap() {
+        Outcome::Guarded(r) => assert_eq!((r.deleted, r.abandoned), (0, 0)),
+        other => panic!("{other:?}"),
+    }
+    guardian.release().await;
+    assert!(
+        mailbox::to(&w.owner)
+            .iter()
+            .all(|m| !m.subject.contains("has been deleted"))
+    );
+}

@@ -7,7 +7,7 @@ use super::charts::{self, Bands, count};
 use super::layout::{self, Frame};
 use crate::app::queues::{ListPage, QueuePage, QueueView, RecordedEvent};
 use crate::domain::alarms;
-use crate::domain::{QueueKind, QueueStatus, encode_segment};
+use crate::domain::{Availability, QueueKind, QueueStatus, encode_segment};
 
 /// The policy form's errors, by field.
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,11 +76,17 @@ fn state_badge(v: &QueueView) -> Markup {
             QueueStatus::Warned => span.badge.warn { "over warning" },
             QueueStatus::Deleting => span.badge.danger { "being deleted" },
             QueueStatus::Archiving => span.badge.warn title=(archiving_how(v)) { "being archived" },
-            QueueStatus::Unknown => span.badge.muted { "count unknown" },
+            QueueStatus::Unknown => @match (v.availability, &v.node) {
+                (Availability::NodeDown, Some(node)) => span.badge.danger title="no decision about it until its node is back" { "count unknown: node " (node) " down" },
+                (Availability::NodeDown, None) => span.badge.danger title="no decision about it until its node is back" { "count unknown: its node is down" },
+                (Availability::NoQuorum, _) => span.badge.danger title="a quorum queue without a leader: no decision about it until it has one" { "count unknown: no quorum" },
+                (Availability::Up, _) => span.badge.muted { "count unknown" },
+            },
             QueueStatus::Reserved => span.badge.muted title="its owner is reserved: the guardian leaves it alone" { "not guarded (reserved)" },
             QueueStatus::Normal => span.badge.ok { "normal" },
         }
         @if v.unbounded { " " span.badge.muted title="never deleted automatically" { "unbounded" } }
+        @if v.stream_unbounded { " " span.badge.warn title="a stream without x-max-length-bytes or x-max-age keeps every message" { "no retention limit" } }
         @if v.unconsumed { " " span.badge.warn title="it holds messages and has had no consumer for a while" { "no consumers" } }
         @if v.overflowing { " " span.badge.danger title="at its length limit: it drops or rejects messages" { "dropping messages" } }
         @if let Some(on) = &v.unused_delete_on { " " span.badge.warn title="no consumer and nothing read for a long time" { "unused: deleted on " (on.get(..10).unwrap_or(on)) } }
@@ -265,6 +271,7 @@ fn overview(list: &ListPage, now: i64) -> Markup {
         (o.dropping, "dropping messages", "needs=dropping"),
         (o.archiving, "being archived", "needs=archiving"),
         (o.unused, "unused, to be deleted", "needs=unused"),
+        (o.unknown, "count unknown", "needs=unknown"),
     ];
     let age = chrono::DateTime::parse_from_rfc3339(&list.observed_at)
         .ok()
@@ -280,6 +287,16 @@ fn overview(list: &ListPage, now: i64) -> Markup {
                 Some(true) => span.badge.ok { "reachable" },
                 Some(false) => span.badge.danger { "unreachable" },
                 None => span.badge.muted { "not read yet" },
+            }
+            @if !o.nodes_down.is_empty() {
+                " · "
+                span.badge.danger title=(o.partial_since.as_deref().map(|s| format!("since {s}")).unwrap_or_default()) {
+                    "partial: "
+                    @for (i, n) in o.nodes_down.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        "node " (n.node) " down (" (n.queues) " queues unknown)"
+                    }
+                }
             }
             @match age {
                 Some(secs) => { " · last guardian cycle " (secs.max(0)) " s ago" },
@@ -554,7 +571,31 @@ mod tests {
             unconsumed: true,
             overflowing: true,
             unused_delete_on: None,
+            availability: Availability::Up,
+            node: None,
+            stream_unbounded: false,
         }
+    }
+
+    #[test]
+    fn a_queue_on_a_node_that_is_down_says_so_and_a_stream_without_retention_too() {
+        let down = QueueView {
+            messages: None,
+            ready: None,
+            unacked: None,
+            state: QueueStatus::Unknown,
+            availability: Availability::NodeDown,
+            node: Some("rabbit2@localhost".into()),
+            ..view(None, None)
+        };
+        let html = state_badge(&down).into_string();
+        assert!(html.contains("count unknown: node rabbit2@localhost down"), "{html}");
+        let stream = QueueView {
+            kind: QueueKind::Stream,
+            stream_unbounded: true,
+            ..view(None, None)
+        };
+        assert!(state_badge(&stream).into_string().contains("no retention limit"));
     }
 
     #[test]
