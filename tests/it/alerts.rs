@@ -637,3 +637,38 @@ async fn the_guardian_interface_addresses_only_confirmed_recipients_and_subscrib
     pulseguardian::startup::replay(ctx, |_| {}).await.unwrap();
     assert_eq!(live, pulseguardian::projections::snapshot(&ctx.db).await.unwrap());
 }
+
+on_both!(a_webhook_gets_the_alarms_of_an_account_with_nobody_to_email);
+
+async fn a_webhook_gets_the_alarms_of_an_account_with_nobody_to_email(backend: Backend) {
+    let admin = mailbox::address("admin");
+    let env = small(&[("WEBHOOK_ALLOW_PRIVATE", "true"), ("ADMIN_EMAILS", admin.as_str())]);
+    let site = Site::start(backend, &env).await;
+    // Bob's only owner never verified an address: no one to email.
+    let bob = mailbox::address("bob");
+    crate::guardian::account(&site.t, "bob", &[&bob], &[]).await;
+    let b = site.person(&admin).await;
+    let rx = Receiver::start("127.0.0.1", vec![]).await;
+    let added = b
+        .post_form(
+            "/accounts/bob/webhooks",
+            &[("url", rx.url.as_str()), ("events", "QueueWarned")],
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+
+    site.vhost.fill("queue/bob/jobs", 4).await;
+    site.observe().await;
+    let warned = site.events_of("QueueWarned").await;
+    assert_eq!(warned.len(), 1);
+    assert_eq!(
+        site.events_of("WebhookQueued").await.len(),
+        1,
+        "the webhook hears of it"
+    );
+    assert!(site.events_of("EmailQueued").await.is_empty(), "and nobody is emailed");
+    assert_eq!(deliver(&site, chrono::Utc::now()).await.delivered, 1);
+    let body: serde_json::Value = serde_json::from_str(&rx.got()[0].body).unwrap();
+    assert_eq!(body["event"], "QueueWarned");
+    assert_eq!(body["account"], "bob");
+}
