@@ -99,7 +99,13 @@ struct RunState {
     activity: Activity,
     was_active: Option<bool>,
     nodes: Vec<NodeState>,
+    /// Bytes of the ready messages of the queues with a byte limit, refreshed with the
+    /// consumers.
+    bytes: HashMap<(String, String), u64>,
 }
+
+/// At most this many queues with a byte limit have their bytes read per refresh.
+const BYTES_PER_REFRESH: usize = 200;
 
 /// The guardian of one process.
 pub struct Guardian {
@@ -300,6 +306,24 @@ impl Guardian {
                     }
                 }
             }
+            // The bytes of the queues a byte limit applies to (only the statistics
+            // have them), for their overflow alarm.
+            let limited: Vec<&QueueDepth> = depths
+                .iter()
+                .filter(|q| q.bytes.is_none() && limits_of(q, run.policies.get(&q.vhost)).max_bytes.is_some())
+                .take(BYTES_PER_REFRESH)
+                .collect();
+            let mut bytes = HashMap::with_capacity(limited.len());
+            for q in limited {
+                match broker.ready_bytes(&q.vhost, &q.name).await {
+                    Ok(Some(b)) => {
+                        bytes.insert((q.vhost.clone(), q.name.clone()), b);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(vhost = %q.vhost, queue = %q.name, error = %e, "bytes not read"),
+                }
+            }
+            run.bytes = bytes;
         }
         Ok(depths)
     }
@@ -509,7 +533,9 @@ impl Guardian {
                 growth: growth.get(&queue).copied(),
                 limits: limits_of(q, run.policies.get(&q.vhost)),
                 activity: Some(*activity),
-                bytes: q.bytes,
+                bytes: q
+                    .bytes
+                    .or_else(|| run.bytes.get(&(q.vhost.clone(), q.name.clone())).copied()),
                 policies_known: run.policies.contains_key(&q.vhost),
                 available: q.availability.is_up(),
             };

@@ -312,6 +312,18 @@ impl Broker for ManagementClient {
             .collect())
     }
 
+    async fn ready_bytes(&self, vhost: &str, queue: &str) -> Result<Option<u64>, BrokerError> {
+        #[derive(Deserialize)]
+        struct RawBytes {
+            #[serde(default)]
+            message_bytes_ready: Option<u64>,
+        }
+        let raw: Option<RawBytes> = self
+            .get_opt(&["queues", vhost, queue], "columns=name,message_bytes_ready")
+            .await?;
+        Ok(raw.and_then(|r| r.message_bytes_ready))
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeState>, BrokerError> {
         #[derive(Deserialize)]
         struct RawNode {

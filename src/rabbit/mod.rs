@@ -121,6 +121,11 @@ pub trait Broker: Send + Sync {
     /// One queue, read now; `None` when there is no such queue.
     async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError>;
     async fn consumers(&self, vhost: &str) -> Result<Vec<Consumer>, BrokerError>;
+    /// The bytes of a queue's ready messages (what `x-max-length-bytes` limits), from the
+    /// statistics; `None` when the broker does not say.
+    async fn ready_bytes(&self, _vhost: &str, _queue: &str) -> Result<Option<u64>, BrokerError> {
+        Ok(None)
+    }
     /// The cluster's nodes and whether each runs.
     async fn nodes(&self) -> Result<Vec<NodeState>, BrokerError>;
     /// The length limits of the vhost's policies and operator policies.

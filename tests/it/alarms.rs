@@ -276,3 +276,56 @@ async fn a_stream_is_never_deleted_for_its_count_and_one_without_retention_is_re
     assert!(v.stream_unbounded && v.kind == pulseguardian::domain::QueueKind::Stream);
     assert!(!views.iter().find(|v| v.name == retained).unwrap().stream_unbounded);
 }
+
+on_both!(a_queue_at_its_byte_limit_is_dropping_messages);
+
+/// `x-max-length-bytes`: the bytes come only with the statistics (a few seconds behind),
+/// read for the queues a byte limit applies to.
+async fn a_queue_at_its_byte_limit_is_dropping_messages(backend: Backend) {
+    let mut w = world(backend, &[]).await;
+    let q = "queue/alice/byte-capped";
+    let url = format!(
+        "http://127.0.0.1:15672/api/queues/{}/{}",
+        encode_segment(&w.vhost.name),
+        encode_segment(q)
+    );
+    let r = reqwest::Client::new()
+        .put(&url)
+        .basic_auth("guest", Some("guest"))
+        .json(&json!({"durable": true, "arguments": {"x-max-length-bytes": 10, "x-overflow": "reject-publish"}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // Five bodies of two bytes: the limit is reached (well under the warning size).
+    w.vhost.publish(q, 2).await;
+    w.vhost.publish(q, 3).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        fresh_guardian(&mut w);
+        guarded(&w).await;
+        if !events_of(&w, "QueueOverflowing").await.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no overflow seen within 30 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let over = events_of(&w, "QueueOverflowing").await;
+    assert_eq!(over.len(), 1);
+    let Event::QueueOverflowing(e) = over[0].decode().unwrap() else {
+        unreachable!()
+    };
+    assert_eq!((e.limits.max_bytes, e.bytes), (Some(10), Some(10)));
+    send_emails(&w).await;
+    // Five messages are above the warning size (3) too: a warning and the overflow.
+    let mail = mailbox::wait_for(&w.owner, 2).await;
+    let dropping = mail
+        .iter()
+        .find(|m| m.subject == format!("Pulse warning: queue \"{q}\" is dropping messages"))
+        .expect("the overflow email");
+    assert!(
+        dropping.body.contains("10 bytes (x-max-length-bytes)"),
+        "{}",
+        dropping.body
+    );
+}
