@@ -329,3 +329,61 @@ async fn a_queue_at_its_byte_limit_is_dropping_messages(backend: Backend) {
         dropping.body
     );
 }
+
+on_both!(a_queue_that_stays_above_the_warning_size_is_reminded_and_a_short_excursion_is_not_warned);
+
+async fn a_queue_that_stays_above_the_warning_size_is_reminded_and_a_short_excursion_is_not_warned(backend: Backend) {
+    let mut w = world(
+        backend,
+        &[("WARN_AFTER_SECONDS", "3600"), ("WARN_REMINDER_HOURS", "24")],
+    )
+    .await;
+    let q = "queue/alice/slow";
+    w.vhost.fill(q, 4).await;
+    guarded(&w).await;
+    assert!(
+        events_of(&w, "QueueWarned").await.is_empty(),
+        "held until it lasted an hour"
+    );
+
+    // The excursion began an hour ago, as the guardian recorded it.
+    let db = w.t.app.db.clone();
+    let an_hour_ago = chrono::Utc::now().timestamp() - 3601;
+    let r = db
+        .execute_raw(pulseguardian::db::stmt(
+            db.get_database_backend(),
+            "UPDATE queue_activity SET over_since = ? WHERE vhost = ? AND name = ?",
+            [an_hour_ago.into(), w.vhost.name.as_str().into(), q.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.rows_affected(), 1, "the guardian recorded the excursion");
+    fresh_guardian(&mut w);
+    guarded(&w).await;
+    assert_eq!(events_of(&w, "QueueWarned").await.len(), 1);
+    guarded(&w).await;
+    assert!(
+        events_of(&w, "QueueReminded").await.is_empty(),
+        "no reminder before a day"
+    );
+
+    // A day later it is still above: one reminder.
+    let a_day_ago =
+        (chrono::Utc::now() - chrono::Duration::hours(25)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    db.execute_raw(pulseguardian::db::stmt(
+        db.get_database_backend(),
+        "UPDATE queues SET last_warning_at = ? WHERE vhost = ? AND name = ?",
+        [a_day_ago.into(), w.vhost.name.as_str().into(), q.into()],
+    ))
+    .await
+    .unwrap();
+    guarded(&w).await;
+    guarded(&w).await;
+    assert_eq!(events_of(&w, "QueueReminded").await.len(), 1, "one reminder per period");
+    send_emails(&w).await;
+    let mail = mailbox::wait_for(&w.owner, 2).await;
+    assert_eq!(
+        mail[1].subject,
+        format!("Pulse reminder: queue \"{q}\" is still overgrowing")
+    );
+}
