@@ -4,7 +4,8 @@
 // exports. Needs the services of scripts/services (RabbitMQ with management, SMTP sink).
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import amqp from 'amqplib';
@@ -26,6 +27,7 @@ const QUEUE = `queue/${ACCOUNT}/jobs`;
 // not on the default exchange: messages reach the queue through the account's exchange.
 const EXCHANGE = `exchange/${ACCOUNT}/jobs`;
 const QUEUE_PATH = `/queues/${encodeURIComponent(VHOST)}/${encodeURIComponent(QUEUE)}`;
+const GROWING = `queue/${ACCOUNT}/growing`;
 const KINDS = ['QueueWarned', 'QueueDeletedByUser', 'AccountCreated', 'UserSignedIn'];
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -100,7 +102,17 @@ function mailBody(raw) {
   return /content-transfer-encoding:\s*quoted-printable/i.test(headers) ? decodeQuotedPrintable(body) : body;
 }
 
+const SERVER_ENV = {
+  RABBIT_VHOSTS: VHOST,
+  WARN_QUEUE_SIZE: '5',
+  DEL_QUEUE_SIZE: '50',
+  GUARDIAN_SCHEDULE: '*/1 * * * * *',
+  SMTP_URL: 'smtp://127.0.0.1:2525',
+  ADMIN_EMAILS: ADMIN,
+};
+
 let server;
+let firstTmp;
 let browser;
 let page;
 let conn;
@@ -109,16 +121,8 @@ let channel;
 before(async () => {
   await mgmtOk('PUT', `/vhosts/${encodeURIComponent(VHOST)}`, { description: 'PulseGuardian e2e' });
   await mgmtOk('PUT', `/permissions/${encodeURIComponent(VHOST)}/guest`, { configure: '.*', write: '.*', read: '.*' });
-  server = await startServer({
-    env: {
-      RABBIT_VHOSTS: VHOST,
-      WARN_QUEUE_SIZE: '5',
-      DEL_QUEUE_SIZE: '50',
-      GUARDIAN_SCHEDULE: '*/1 * * * * *',
-      SMTP_URL: 'smtp://127.0.0.1:2525',
-      ADMIN_EMAILS: ADMIN,
-    },
-  });
+  server = await startServer({ env: SERVER_ENV, keepTmp: true });
+  firstTmp = server.tmpdir;
   browser = await launch();
   page = await newPage(browser, { viewport: { width: 1280, height: 900 } });
 });
@@ -130,6 +134,7 @@ after(async () => {
   await browser?.close();
   const code = await server?.stop();
   if (server && code !== 0 && code !== null) console.error(`server exited with ${code}\n${server.stderr().slice(-4000)}`);
+  if (firstTmp) await rm(firstTmp, { recursive: true, force: true });
   await mgmt('DELETE', `/vhosts/${encodeURIComponent(VHOST)}`).catch(() => {});
   await mgmt('DELETE', `/users/${encodeURIComponent(ACCOUNT)}`).catch(() => {});
 });
@@ -342,5 +347,44 @@ test('dashboard: sign in, account, live gauge, delete, audit', { timeout: 120_00
     const seqs = events.map((e) => e.seq);
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'oldest first');
     noConsoleErrors('after the exports');
+  });
+
+  await step('a gauge forecasts the deletion from the samples of the last minutes', async () => {
+    // The account's exchange went with the deleted queue (auto-delete): declared again.
+    await amqpDo(`declaring ${EXCHANGE}`, channel.assertExchange(EXCHANGE, 'topic', { durable: false, autoDelete: true }));
+    await amqpDo(`declaring ${GROWING}`, channel.assertQueue(GROWING, { durable: true }));
+    await amqpDo('binding it', channel.bindQueue(GROWING, EXCHANGE, '#'));
+    await publish(20, 100);
+    // The guardian before this one recorded the queue growing by 2 a minute over the
+    // last ten minutes (written here as it would have written them); the next guardian
+    // forecasts from them at once.
+    const first = server;
+    await first.stop();
+    const db = `${firstTmp}/pg.db`;
+    const minute = Math.floor(Date.now() / 60_000) * 60;
+    const rows = Array.from({ length: 10 }, (_, i) => [VHOST, GROWING, minute - 60 * (i + 1), 18 - 2 * i]);
+    execFileSync('python3', ['-c', `
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.executemany("INSERT INTO samples (vhost, name, at, messages, ready, unacked, consumers) VALUES (?, ?, ?, ?, ?, 0, 0)",
+               [(v, n, at, m, m) for v, n, at, m in json.loads(sys.argv[2])])
+db.commit()
+`, db, JSON.stringify(rows)]);
+    server = await startServer({ env: { ...SERVER_ENV, DATABASE_URL: `sqlite://${db}?mode=rwc` } });
+    const growingPath = `/queues/${encodeURIComponent(VHOST)}/${encodeURIComponent(GROWING)}`;
+    await page.goto(`${server.url}/queues`);
+    const row = page.locator('#queue-list tbody tr', { has: page.locator(`a[href="${growingPath}"]`) });
+    await until('the gauge to forecast the deletion', 20_000, async () =>
+      /deleted in about 1\d min at \+[12]\.\d\/min/.test(await row.locator('small.forecast').textContent()), 250)
+      .catch(async (e) => {
+        throw new Error(`${e.message}; on ${page.url()} the row reads: ${await row.textContent({ timeout: 1000 }).catch(() => '(no row)')}`);
+      });
+    await until('the overview to count it at risk', 10_000, async () =>
+      /1 at risk/.test(await page.locator('#overview').innerText()), 250);
+    assert.equal(await page.locator('#overview a[href="/queues?needs=at-risk"]').count(), 1);
+    await page.locator(`#queue-list a[href="${growingPath}"]`).click();
+    await page.locator('svg.chart polyline.projection').first().waitFor({ state: 'attached', timeout: 10_000 });
+    await screenshot(page, 'forecast');
+    noConsoleErrors('with a forecast');
   });
 });

@@ -174,6 +174,10 @@ impl Guardian {
             run.activity.forget();
             if active {
                 tracing::info!("guardian active: this process guards the broker");
+                let now = Utc::now().timestamp();
+                if let Err(e) = run.sampler.prime(&self.ctx.db, now).await {
+                    tracing::warn!(error = %e, "the forecast window's samples were not loaded; forecasts start afresh");
+                }
             } else {
                 tracing::info!("guardian standing by: another process holds the guardian lock");
             }

@@ -92,6 +92,29 @@ impl Sampler {
 pub type Point = (i64, u64);
 
 impl Sampler {
+    /// Loads the forecast window's samples from the database: a guardian that starts or
+    /// takes over forecasts at once from what the one before it recorded.
+    pub async fn prime(&mut self, db: &impl ConnectionTrait, now: i64) -> Result<usize, DbErr> {
+        let since = now - crate::domain::alarms::FORECAST_WINDOW_SECS - 60;
+        let rows = db
+            .query_all_raw(stmt(
+                db.get_database_backend(),
+                "SELECT vhost, name, at, messages FROM samples WHERE at >= ? ORDER BY at",
+                [since.into()],
+            ))
+            .await?;
+        self.recent.clear();
+        for r in &rows {
+            let key = (r.try_get::<String>("", "vhost")?, r.try_get::<String>("", "name")?);
+            let point = (
+                r.try_get::<i64>("", "at")?,
+                r.try_get::<i64>("", "messages")?.max(0) as u64,
+            );
+            self.recent.entry(key).or_default().push_back(point);
+        }
+        Ok(rows.len())
+    }
+
     /// The growth per minute of a queue holding `messages` at `now` (Unix seconds), from
     /// the samples of the forecast window ([`crate::domain::alarms::growth`]).
     pub fn growth(&self, vhost: &str, name: &str, messages: u64, now: i64) -> Option<f64> {
