@@ -86,6 +86,23 @@ async fn consume(w: &World, queue: &str) -> lapin::Connection {
     conn
 }
 
+/// Declares `queue` on the test's vhost through the management API with `arguments`.
+async fn declare(w: &World, queue: &str, arguments: serde_json::Value) {
+    let url = format!(
+        "http://127.0.0.1:15672/api/queues/{}/{}",
+        encode_segment(&w.vhost.name),
+        encode_segment(queue)
+    );
+    let r = reqwest::Client::new()
+        .put(&url)
+        .basic_auth("guest", Some("guest"))
+        .json(&json!({"durable": true, "arguments": arguments}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "declaring {queue}: {}", r.status());
+}
+
 /// A guardian that reads the consumers afresh (a running one reads them every 30 s).
 fn fresh_guardian(w: &mut World) {
     w.guardian = Guardian::new(w.t.app.clone());
@@ -139,19 +156,7 @@ on_both!(a_queue_at_its_max_length_is_dropping_messages_until_it_is_under_the_li
 async fn a_queue_at_its_max_length_is_dropping_messages_until_it_is_under_the_limit(backend: Backend) {
     let w = world(backend, &[]).await;
     let q = "queue/alice/capped";
-    let url = format!(
-        "http://127.0.0.1:15672/api/queues/{}/{}",
-        encode_segment(&w.vhost.name),
-        encode_segment(q)
-    );
-    let r = reqwest::Client::new()
-        .put(&url)
-        .basic_auth("guest", Some("guest"))
-        .json(&json!({"durable": true, "arguments": {"x-max-length": 3, "x-overflow": "reject-publish"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    declare(&w, q, json!({"x-max-length": 3, "x-overflow": "reject-publish"})).await;
     w.vhost.publish(q, 3).await;
     guarded(&w).await;
     guarded(&w).await;
@@ -222,27 +227,10 @@ on_both!(a_stream_is_never_deleted_for_its_count_and_one_without_retention_is_re
 
 async fn a_stream_is_never_deleted_for_its_count_and_one_without_retention_is_reported_once(backend: Backend) {
     let w = world(backend, &[]).await;
-    let declare = |name: &str, args: serde_json::Value| {
-        let url = format!(
-            "http://127.0.0.1:15672/api/queues/{}/{}",
-            encode_segment(&w.vhost.name),
-            encode_segment(name)
-        );
-        async move {
-            let r = reqwest::Client::new()
-                .put(&url)
-                .basic_auth("guest", Some("guest"))
-                .json(&json!({"durable": true, "arguments": args}))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{}", r.status());
-        }
-    };
     let unbounded = "queue/alice/events";
     let retained = "queue/alice/kept-a-week";
-    declare(unbounded, json!({"x-queue-type": "stream"})).await;
-    declare(retained, json!({"x-queue-type": "stream", "x-max-age": "7D"})).await;
+    declare(&w, unbounded, json!({"x-queue-type": "stream"})).await;
+    declare(&w, retained, json!({"x-queue-type": "stream", "x-max-age": "7D"})).await;
     // Far above the deletion size (6).
     w.vhost.publish(unbounded, 10).await;
     w.vhost.publish(retained, 10).await;
@@ -284,19 +272,7 @@ on_both!(a_queue_at_its_byte_limit_is_dropping_messages);
 async fn a_queue_at_its_byte_limit_is_dropping_messages(backend: Backend) {
     let mut w = world(backend, &[]).await;
     let q = "queue/alice/byte-capped";
-    let url = format!(
-        "http://127.0.0.1:15672/api/queues/{}/{}",
-        encode_segment(&w.vhost.name),
-        encode_segment(q)
-    );
-    let r = reqwest::Client::new()
-        .put(&url)
-        .basic_auth("guest", Some("guest"))
-        .json(&json!({"durable": true, "arguments": {"x-max-length-bytes": 10, "x-overflow": "reject-publish"}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    declare(&w, q, json!({"x-max-length-bytes": 10, "x-overflow": "reject-publish"})).await;
     // Five bodies of two bytes: the limit is reached (well under the warning size).
     w.vhost.publish(q, 2).await;
     w.vhost.publish(q, 3).await;
