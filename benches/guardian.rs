@@ -1,7 +1,9 @@
 //! Guardian benchmarks (`just bench guardian`): with 1,000 and 10,000 queues on the
-//! local broker, the wall time of one steady cycle (nothing changes), the bare depth
-//! fetch it stands on (the floor), their ratio, the database statements per steady
-//! cycle (MariaDB's `Questions` counter), and the peak memory of `guardian --once`.
+//! local broker, and 100,000 queues served from a recorded listing (the broker cannot
+//! hold that many on this machine), the wall time of one steady cycle (nothing changes),
+//! the bare depth fetch and parse it stands on (the floor), their ratio, the database
+//! statements per steady cycle (MariaDB's `Questions` counter), and the peak memory of
+//! `guardian --once`.
 
 use std::time::{Duration, Instant};
 
@@ -86,9 +88,67 @@ async fn questions(db: &sea_orm::DatabaseConnection) -> i64 {
     row.try_get_by_index::<String>(1).unwrap().parse().unwrap()
 }
 
+/// A management API on loopback answering the guardian's reads from a listing of `n`
+/// queues in the shape RabbitMQ 3.10 answers the guardian's listing query (recorded from
+/// the local broker, repeated with other names), with no consumers and no policies.
+async fn recorded_broker(n: usize, vhost: &str) -> String {
+    use poem::{EndpointExt, Route, get, handler, web::Data};
+    let items: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "arguments": {}, "messages": i % 3, "messages_ready": i % 3, "messages_unacknowledged": 0,
+                "name": format!("queue/acct{}/q{i}", i % 50), "node": "rabbit@localhost",
+                "state": "running", "type": "classic", "vhost": vhost,
+            })
+        })
+        .collect();
+    let body = std::sync::Arc::new(serde_json::to_vec(&items).unwrap());
+    #[handler]
+    fn queues(Data(body): Data<&std::sync::Arc<Vec<u8>>>) -> poem::Response {
+        poem::Response::builder()
+            .content_type("application/json")
+            .body(body.as_ref().clone())
+    }
+    #[handler]
+    fn none() -> poem::Response {
+        poem::Response::builder().content_type("application/json").body("[]")
+    }
+    #[handler]
+    fn nodes() -> poem::Response {
+        poem::Response::builder()
+            .content_type("application/json")
+            .body(r#"[{"name":"rabbit@localhost","running":true}]"#)
+    }
+    let app = Route::new()
+        .at("/api/queues/:vhost", get(queues))
+        .at("/api/consumers/:vhost", get(none))
+        .at("/api/policies/:vhost", get(none))
+        .at("/api/operator-policies/:vhost", get(none))
+        .at("/api/nodes", get(nodes))
+        .data(body);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    tokio::spawn(poem::Server::new(poem::listener::TcpListener::bind(format!("127.0.0.1:{port}"))).run(app));
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{url}/api/nodes")).await.is_err() {
+        assert!(Instant::now() < deadline, "the recorded broker did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    url
+}
+
 async fn run(queues: usize, vhost: &Vhost, mysql: bool) {
+    run_against(queues, &vhost.0, None, mysql).await
+}
+
+async fn run_against(queues: usize, vhost: &str, management: Option<&str>, mysql: bool) {
     let db = BenchDb::new(mysql).await;
-    let env = [("DATABASE_URL", db.url.clone()), ("RABBIT_VHOSTS", vhost.0.clone())];
+    let mut env = vec![("DATABASE_URL", db.url.clone()), ("RABBIT_VHOSTS", vhost.to_owned())];
+    if let Some(url) = management {
+        env.push(("RABBIT_MANAGEMENT_URL", url.to_owned()));
+    }
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
     let app = pulseguardian::startup::start(config).await.unwrap().ctx;
     let accounts = (0..50)
@@ -98,19 +158,24 @@ async fn run(queues: usize, vhost: &Vhost, mysql: bool) {
                 Event::AccountCreated(AccountCreated {
                     name: format!("acct{a}"),
                     owners: vec![format!("o{a}@example.com")],
-                    vhosts: vec![vhost.0.clone()],
+                    vhosts: vec![vhost.to_owned()],
                 }),
                 &pulseguardian::domain::Actor::Cli,
             )
         })
         .collect();
     app.record(accounts).await.unwrap();
-    let label = if mysql { "mariadb" } else { "sqlite" };
+    let label = match (mysql, management.is_some()) {
+        (true, false) => "mariadb",
+        (false, false) => "sqlite",
+        (true, true) => "mariadb (recorded listing)",
+        (false, true) => "sqlite (recorded listing)",
+    };
 
     let mut fetches = Vec::new();
     for _ in 0..7 {
         let started = Instant::now();
-        let depths = app.broker.queue_depths(&vhost.0).await.unwrap();
+        let depths = app.broker.queue_depths(vhost).await.unwrap();
         fetches.push(started.elapsed());
         assert_eq!(depths.len(), queues);
     }
@@ -163,5 +228,9 @@ fn main() {
             run(queues, &vhost, false).await;
             run(queues, &vhost, true).await;
         }
+        let vhost = "pgbench-recorded";
+        let url = recorded_broker(100_000, vhost).await;
+        run_against(100_000, vhost, Some(&url), false).await;
+        run_against(100_000, vhost, Some(&url), true).await;
     });
 }
