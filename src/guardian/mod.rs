@@ -80,6 +80,9 @@ pub enum GuardianError {
     Record(#[from] RecordError),
     #[error(transparent)]
     App(#[from] AppError),
+    /// The read models could not take in the log: no plan on a stale record.
+    #[error("the read models are behind the event log: {0}")]
+    Projection(String),
     /// The lock was lost during the cycle: another guardian acts now.
     #[error("the guardian lock was lost during the cycle; another guardian took over")]
     Fenced,
@@ -430,6 +433,12 @@ impl Guardian {
     async fn guard(&self, epoch: i64, observed: &[QueueDepth], run: &mut RunState) -> Result<Report, GuardianError> {
         let now = Utc::now();
         let db = &self.ctx.db;
+        // The read models first take in everything on the log: the guardian before this
+        // one may have died between appending its decisions and projecting them, and a
+        // plan on a record that misses them would decide them again.
+        projections::catch_up(db)
+            .await
+            .map_err(|e| GuardianError::Projection(e.to_string()))?;
         let records = projections::queues::all(db).await?;
         let accounts = projections::accounts::names(db).await?;
         let channels = crate::app::alerts::channels(&self.ctx).await?;

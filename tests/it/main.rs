@@ -25,5 +25,6 @@ mod fencing;
 mod guardian;
 mod hostile;
 mod projector;
+mod replicas;
 mod signin;
 mod web;
