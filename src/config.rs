@@ -141,6 +141,9 @@ pub struct Config {
     /// `WEBHOOK_ALLOW_PRIVATE` (tests only): webhooks may use http:// and reach loopback
     /// and private addresses.
     pub webhook_allow_private: bool,
+    /// `DEPTH_SOURCE=prometheus`: the base URLs of every node's Prometheus endpoint
+    /// (`RABBIT_PROMETHEUS_URLS`); empty: the management API gives the depths.
+    pub rabbit_prometheus_urls: Vec<Url>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://pulseguardian.db?mode=rwc";
@@ -321,6 +324,31 @@ impl Config {
         let trusted_proxies = parse_proxies(get("TRUSTED_PROXIES"))?;
         let webhook_allow_private = parse_bool("WEBHOOK_ALLOW_PRIVATE", get("WEBHOOK_ALLOW_PRIVATE"))?.unwrap_or(false);
 
+        let rabbit_prometheus_urls = match get("DEPTH_SOURCE").as_deref() {
+            None | Some("management") => Vec::new(),
+            Some("prometheus") => {
+                let raw = get("RABBIT_PROMETHEUS_URLS").unwrap_or_default();
+                let urls = raw
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(|u| parse_http_url("RABBIT_PROMETHEUS_URLS", Some(u), ""))
+                    .collect::<Result<Vec<Url>, _>>()?;
+                if urls.is_empty() {
+                    return Err(bad(
+                        "RABBIT_PROMETHEUS_URLS",
+                        "must list every node's Prometheus endpoint (e.g. http://rabbit-1:15692) when DEPTH_SOURCE=prometheus",
+                    ));
+                }
+                urls
+            }
+            Some(other) => {
+                return Err(bad(
+                    "DEPTH_SOURCE",
+                    format!("must be `management` or `prometheus`, got {other:?}"),
+                ));
+            }
+        };
         let unconsumed_minutes =
             parse_whole("UNCONSUMED_MINUTES", get("UNCONSUMED_MINUTES"), 0..=525_600, "minutes")?.unwrap_or(60);
         let unused_queue_days = parse_whole("UNUSED_QUEUE_DAYS", get("UNUSED_QUEUE_DAYS"), 1..=36_500, "days")?;
@@ -364,6 +392,7 @@ impl Config {
             warn_reminder_hours,
             warn_after_seconds,
             webhook_allow_private,
+            rabbit_prometheus_urls,
         })
     }
 

@@ -89,7 +89,11 @@ impl Context {
             confirm_emails: Arc::default(),
             archive,
             amqp: crate::rabbit::amqp::Amqp::new(config.rabbit_amqp_url.expose()),
-            broker: Arc::new(ManagementClient::from_config(&config)),
+            broker: if config.rabbit_prometheus_urls.is_empty() {
+                Arc::new(ManagementClient::from_config(&config))
+            } else {
+                Arc::new(crate::rabbit::prometheus::PrometheusDepths::from_config(&config))
+            },
             mailer: Mailer::from_config(&config),
             chain: audit::ChainStatus::default(),
             snapshots: SnapshotCache::default(),

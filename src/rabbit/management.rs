@@ -52,6 +52,24 @@ impl ManagementClient {
         )
     }
 
+    /// Every queue of a vhost with its type, node, state, arguments and policies, but no
+    /// counts (the cheapest listing: what another depth source adds the counts to).
+    pub async fn queue_list(&self, vhost: &str) -> Result<Vec<QueueDepth>, BrokerError> {
+        let raw: Vec<RawDepth> = self
+            .get(
+                &["queues", vhost],
+                &format!("disable_stats=true&columns={DEPTH_COLUMNS}"),
+            )
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|mut q| {
+                q.messages = None;
+                q.into_depth(vhost)
+            })
+            .collect())
+    }
+
     /// `segments` are joined with `/`, each percent-encoded. A segment `.` or `..` cannot
     /// be sent at all: URLs read it (even percent-encoded) as a relative path.
     fn url(&self, segments: &[&str], query: &str) -> Result<Url, BrokerError> {

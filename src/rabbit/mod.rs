@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod management;
+pub mod prometheus;
 
 use serde::{Deserialize, Serialize};
 

@@ -25,6 +25,7 @@ mod fencing;
 mod guardian;
 mod hostile;
 mod projector;
+mod prometheus;
 mod replicas;
 mod signin;
 mod web;
