@@ -10,9 +10,10 @@ run *ARGS:
     cargo build --bin pulseguardian
     exec target/debug/pulseguardian serve {{ARGS}}
 
-# Every test: unit, integration (MariaDB, SQLite, RabbitMQ, SMTP, OIDC) and browser e2e. Starts the services first.
+# Every test: unit, integration (MariaDB, SQLite, RabbitMQ and its second node, SMTP, OIDC) and browser e2e. Starts the services first.
 test:
     scripts/services
+    scripts/services cluster
     scripts/check-assets
     cargo test --workspace --lib --bins --tests --no-fail-fast
     # The integration tests built target/debug/pulseguardian; the browser tests use it.

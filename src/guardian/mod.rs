@@ -554,8 +554,14 @@ impl Guardian {
             };
             planned(&queue, records.get(&q.vhost, &q.name), how, q.kind, consumers, alarm);
         }
-        // Deletions pending, and archiving on record, for queues no longer there.
+        // Deletions pending, and archiving on record, for queues no longer there. While a
+        // node is down, a queue missing from the listing may only be on that node (a
+        // quorum queue whose members are all there is not listed): not gone, unknown.
+        let partial = run.nodes.iter().any(|n| !n.running);
         for (queue, rec) in records.iter() {
+            if partial {
+                break;
+            }
             if (rec.delete_pending || rec.archiving) && !seen.contains(&(queue.vhost.as_str(), queue.name.as_str())) {
                 planned(
                     &queue,

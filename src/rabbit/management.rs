@@ -177,8 +177,7 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// The columns of a depth listing.
-const DEPTH_COLUMNS: &str =
-    "name,vhost,type,node,state,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy";
+const DEPTH_COLUMNS: &str = "name,vhost,type,node,state,leader,members,online,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy";
 
 #[derive(Deserialize)]
 struct RawDepth {
@@ -201,6 +200,14 @@ struct RawDepth {
     state: Option<String>,
     #[serde(default)]
     message_bytes: Option<u64>,
+    /// A quorum queue's leader: `null` while it has none.
+    #[serde(default)]
+    leader: Option<String>,
+    /// A quorum queue's members, and those of them whose node runs.
+    #[serde(default)]
+    members: Option<Vec<String>>,
+    #[serde(default)]
+    online: Option<Vec<String>>,
 }
 
 /// The length limits named in a queue's arguments (`prefix` `x-`) or a policy's
@@ -231,18 +238,60 @@ struct RawPolicy {
     definition: Option<serde_json::Value>,
 }
 
+/// What RabbitMQ 3.10.8's queue listing says while one node of two is stopped
+/// (`GET /api/queues/<vhost>?disable_stats=true&enable_queue_totals=true&columns=...`,
+/// recorded with `scripts/services cluster stop`; the unit tests below replay it):
+///
+/// (a) A classic queue on the stopped node: `"state": "down"`, its `node`, and no
+///     `messages*` at all. Unknown, never 0.
+/// (b) A quorum queue with members on both nodes (`x-quorum-initial-group-size: 2`)
+///     has lost its quorum (2 members need both), yet the listing still says
+///     `"state": "running"`, `"leader": "rabbit@localhost"` (the last leader, which
+///     cannot commit anything) and the last `messages` it knew. Only `members` and
+///     `online` tell: 1 online of 2. It has no `node` column (its leader is its node).
+///     The single-queue GET says `"state": "live"`, `"online": ["rabbit@localhost"]`.
+///     A quorum queue whose members are all on the stopped node is left out of the
+///     `disable_stats` listing altogether; the statistics listing keeps it with
+///     `"leader": null`, `"online": []` and no `state` or counts.
+/// (c) `GET /api/nodes?columns=name,running`:
+///     `[{"name":"rabbit2@localhost","running":false},{"name":"rabbit@localhost","running":true}]`.
+///
+/// So a quorum queue is counted only with a leader and a majority of its members
+/// online; otherwise it has no quorum and its depth is unknown.
+fn quorum_lost(leader: Option<&str>, members: Option<&[String]>, online: Option<&[String]>) -> bool {
+    if leader.is_none_or(str::is_empty) {
+        return true;
+    }
+    match (members, online) {
+        (Some(m), Some(o)) if !m.is_empty() => {
+            let up = m.iter().filter(|n| o.contains(n)).count();
+            up < m.len() / 2 + 1
+        }
+        _ => false,
+    }
+}
+
 impl RawDepth {
-    /// A depth is known when the broker gave its total: the parts default to what the
-    /// total leaves (all ready).
+    /// A depth is known when the broker gave its total and the queue can be counted:
+    /// the parts default to what the total leaves (all ready).
     fn into_depth(self, vhost: &str) -> QueueDepth {
-        let availability = self.state.as_deref().map(Availability::from_state).unwrap_or_default();
+        let kind = self.kind.as_deref().map(QueueKind::parse).unwrap_or_default();
+        let mut availability = self.state.as_deref().map(Availability::from_state).unwrap_or_default();
+        let quorum_columns = self.leader.is_some() || self.members.is_some() || self.online.is_some();
+        if availability.is_up()
+            && kind == QueueKind::Quorum
+            && quorum_columns
+            && quorum_lost(self.leader.as_deref(), self.members.as_deref(), self.online.as_deref())
+        {
+            availability = Availability::NoQuorum;
+        }
         QueueDepth {
-            node: self.node.filter(|n| !n.is_empty()),
+            node: self.node.or(self.leader).filter(|n| !n.is_empty()),
             availability,
             bytes: self.message_bytes,
             vhost: self.vhost.unwrap_or_else(|| vhost.to_owned()),
             name: self.name,
-            kind: self.kind.as_deref().map(QueueKind::parse).unwrap_or_default(),
+            kind,
             limits: limits_of(self.arguments.as_ref(), "x-"),
             policy: self.policy.filter(|p| !p.is_empty()),
             operator_policy: self.operator_policy.filter(|p| !p.is_empty()),
@@ -475,5 +524,77 @@ mod tests {
             c.url(&["queues", ".", "q"], ""),
             Err(BrokerError::Unaddressable(_))
         ));
+    }
+
+    fn decode(json: &str) -> Vec<QueueDepth> {
+        let raw: Vec<RawDepth> = serde_json::from_str(json).unwrap();
+        raw.into_iter().map(|q| q.into_depth("v")).collect()
+    }
+
+    /// Recorded from RabbitMQ 3.10.8, rabbit2@localhost stopped (see `quorum_lost`).
+    const NODE2_DOWN: &str = r#"[
+        {"arguments":{"x-queue-type":"classic"},"name":"c2","node":"rabbit2@localhost","state":"down","type":"classic","vhost":"v"},
+        {"arguments":{"x-queue-type":"quorum","x-quorum-initial-group-size":1},"leader":"rabbit@localhost","members":["rabbit@localhost"],"messages":0,"messages_ready":0,"messages_unacknowledged":0,"name":"q1on1","online":["rabbit@localhost"],"state":"running","type":"quorum","vhost":"v"},
+        {"arguments":{"x-queue-type":"quorum","x-quorum-initial-group-size":2},"leader":"rabbit@localhost","members":["rabbit@localhost","rabbit2@localhost"],"messages":1,"messages_ready":1,"messages_unacknowledged":0,"name":"q2","online":["rabbit@localhost"],"state":"running","type":"quorum","vhost":"v"}
+    ]"#;
+
+    #[test]
+    fn a_classic_queue_on_a_stopped_node_is_down_and_not_counted() {
+        let q = &decode(NODE2_DOWN)[0];
+        assert_eq!(q.availability, Availability::NodeDown);
+        assert_eq!(q.depth, None);
+        assert_eq!(q.node.as_deref(), Some("rabbit2@localhost"));
+    }
+
+    #[test]
+    fn a_quorum_queue_with_its_members_online_is_counted_on_its_leader() {
+        let q = &decode(NODE2_DOWN)[1];
+        assert_eq!(q.availability, Availability::Up);
+        assert_eq!(q.depth.map(|d| d.messages), Some(0));
+        assert_eq!(q.node.as_deref(), Some("rabbit@localhost"));
+    }
+
+    #[test]
+    fn a_quorum_queue_that_lost_its_majority_has_no_quorum_despite_running_and_a_count() {
+        let q = &decode(NODE2_DOWN)[2];
+        assert_eq!(q.availability, Availability::NoQuorum);
+        assert_eq!(
+            q.depth, None,
+            "the last count of a queue without quorum is not its depth"
+        );
+    }
+
+    #[test]
+    fn a_quorum_queue_without_a_leader_is_unknown_never_zero() {
+        // The single-queue GET (and the statistics listing) of a quorum queue whose
+        // members are all on the stopped node.
+        let q = &decode(
+            r#"[{"arguments":{"x-queue-type":"quorum"},"leader":null,"members":["rabbit2@localhost"],"name":"q1on2","online":[],"state":"live","type":"quorum","vhost":"v","messages":0}]"#,
+        )[0];
+        assert_eq!(q.availability, Availability::NoQuorum);
+        assert_eq!(q.depth, None);
+        assert_eq!(q.node, None);
+    }
+
+    #[test]
+    fn a_single_node_listing_without_quorum_columns_stays_up() {
+        let q = &decode(r#"[{"name":"q","type":"quorum","state":"running","messages":3}]"#)[0];
+        assert_eq!(q.availability, Availability::Up);
+        assert_eq!(q.depth.map(|d| d.messages), Some(3));
+    }
+
+    #[test]
+    fn the_nodes_listing_with_one_node_stopped() {
+        #[derive(Deserialize)]
+        struct RawNode {
+            name: String,
+            running: bool,
+        }
+        let raw: Vec<RawNode> = serde_json::from_str(
+            r#"[{"name":"rabbit2@localhost","running":false},{"name":"rabbit@localhost","running":true}]"#,
+        )
+        .unwrap();
+        let down: Vec<&str> = raw.iter().filter(|n| !n.running).map(|n| n.name.as_str()).collect();
+        assert_eq!(down, ["rabbit2@localhost"]);
     }
 }

@@ -112,6 +112,11 @@ pub async fn publish(conn: &Connection, queue: &str, kind: &str, from: usize, to
     let ch = conn.create_channel().await.unwrap();
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
+    if kind == "quorum" {
+        // One member, on the node it is declared on: it keeps its quorum whether
+        // scripts/services cluster has a second node up, stopped or not at all.
+        args.insert("x-quorum-initial-group-size".into(), AMQPValue::LongInt(1));
+    }
     ch.queue_declare(
         queue.into(),
         QueueDeclareOptions {

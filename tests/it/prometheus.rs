@@ -61,7 +61,10 @@ async fn the_prometheus_source_gives_the_management_depths_after_its_lag() {
     let with_dead = source(&["http://127.0.0.1:15692", "http://127.0.0.1:1"]);
     let d = with_dead.queue_depths(&vhost.name).await.unwrap();
     let jobs = d.iter().find(|x| x.name == q).unwrap();
-    assert_eq!((jobs.depth, jobs.availability), (Some(Depth::of(5, 0)), Availability::Up));
+    assert_eq!(
+        (jobs.depth, jobs.availability),
+        (Some(Depth::of(5, 0)), Availability::Up)
+    );
     // No endpoint answers: the broker cannot be read (no decision at all).
     assert!(source(&["http://127.0.0.1:1"]).queue_depths(&vhost.name).await.is_err());
 }
