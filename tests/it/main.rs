@@ -17,6 +17,7 @@ mod archive_api;
 mod archive_faults;
 mod archive_store;
 mod cli;
+mod cluster;
 mod contention;
 mod dashboard;
 mod edges;

@@ -73,6 +73,7 @@ async fn the_prometheus_source_gives_the_management_depths_after_its_lag() {
 /// (`NodeDown`) when node 2's endpoint does not answer, and counted when it does.
 #[tokio::test]
 async fn a_node_whose_metrics_do_not_answer_makes_only_its_queues_unknown() {
+    let _node2 = crate::cluster::NODE2.lock().await;
     let vhost = TestVhost::new().await;
     let nodes: serde_json::Value = reqwest::Client::new()
         .get("http://127.0.0.1:15672/api/nodes?columns=name,running")

@@ -1,0 +1,134 @@
+//! A two-node cluster (`scripts/services cluster`): queues on both nodes, node 2 stopped,
+//! a cycle that acts only on node 1's queues and records the partial broker once, node 2
+//! back, a cycle that resumes on its queues and records the end. Serialised with every
+//! other test that needs node 2 ([`NODE2`]); node 2 is started again even when the test
+//! fails.
+
+use std::time::Duration;
+
+use pulseguardian::domain::encode_segment;
+use pulseguardian::events::Event;
+
+use crate::guardian::{events_of, guarded, world};
+use crate::support::{Backend, wait_for};
+
+/// Held by the tests that stop node 2 or need it running.
+pub static NODE2: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const NODE1: &str = "rabbit@localhost";
+const NODE2_NAME: &str = "rabbit2@localhost";
+
+fn cluster(verb: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services");
+    let out = std::process::Command::new(script)
+        .args(["cluster", verb])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/services cluster {verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts node 2 again when dropped (a failed test leaves the cluster whole).
+struct StartAgain;
+
+impl Drop for StartAgain {
+    fn drop(&mut self) {
+        cluster("start");
+    }
+}
+
+async fn declare_on(vhost: &str, queue: &str, node: &str) {
+    let r = reqwest::Client::new()
+        .put(format!(
+            "http://127.0.0.1:15672/api/queues/{}/{}",
+            encode_segment(vhost),
+            encode_segment(queue)
+        ))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"durable": true, "node": node}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "declaring {queue} on {node}: {}", r.status());
+}
+
+/// Persistent messages: they survive their node's restart.
+async fn publish_persistent(vhost: &str, queue: &str, n: usize) {
+    let url = format!(
+        "http://127.0.0.1:15672/api/exchanges/{}/amq.default/publish",
+        encode_segment(vhost)
+    );
+    for i in 0..n {
+        let r: serde_json::Value = reqwest::Client::new()
+            .post(&url)
+            .basic_auth("guest", Some("guest"))
+            .json(&serde_json::json!({"properties": {"delivery_mode": 2}, "routing_key": queue, "payload": format!("m{i}"), "payload_encoding": "string"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["routed"], true, "{r}");
+    }
+}
+
+#[tokio::test]
+async fn a_node_down_leaves_its_queues_alone_and_the_rest_guarded() {
+    let _node2 = NODE2.lock().await;
+    cluster("start");
+    let w = world(Backend::MySql, &[]).await;
+    let here = "queue/alice/on-node-1";
+    let there = "queue/alice/on-node-2";
+    declare_on(&w.vhost.name, here, NODE1).await;
+    declare_on(&w.vhost.name, there, NODE2_NAME).await;
+    w.vhost.publish(here, 4).await;
+    publish_persistent(&w.vhost.name, there, 8).await;
+
+    let _again = StartAgain;
+    cluster("stop");
+    // Node 1's queue goes past the deletion size; node 2's is past it already but
+    // cannot be counted.
+    w.vhost.publish(here, 4).await;
+    let r = guarded(&w).await;
+    assert_eq!(r.deleted, 1, "only node 1's queue");
+    assert!(!w.vhost.exists(here).await);
+    for kind in ["QueueWarned", "QueueDeletionDecided", "QueueDeleted"] {
+        for e in events_of(&w, kind).await {
+            assert!(
+                !e.payload.contains(there),
+                "{kind} about a queue of the node that is down"
+            );
+        }
+    }
+    guarded(&w).await;
+    let partial = events_of(&w, "BrokerPartial").await;
+    assert_eq!(partial.len(), 1, "one per episode");
+    let Event::BrokerPartial(p) = partial[0].decode().unwrap() else {
+        unreachable!()
+    };
+    let down = p.nodes.iter().find(|n| n.node == NODE2_NAME).expect("node 2 named");
+    assert!(down.queues >= 1, "{p:?}");
+    let status = pulseguardian::projections::broker::status(&w.t.app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.partial.is_some_and(|n| n.iter().any(|d| d.node == NODE2_NAME)));
+
+    cluster("start");
+    // Node 2's queues come back with their counts: the next cycle decides about them.
+    wait_for(
+        "node 2's queue to be counted and deleted",
+        Duration::from_secs(60),
+        || async {
+            guarded(&w).await;
+            (!w.vhost.exists(there).await).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(events_of(&w, "BrokerComplete").await.len(), 1);
+    assert_eq!(events_of(&w, "QueueDeleted").await.len(), 2);
+}
