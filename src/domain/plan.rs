@@ -890,6 +890,12 @@ pub fn backoff(failures: u32) -> std::time::Duration {
 mod cluster_tests {
     use super::*;
 
+    fn fixed_now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
     fn down(node: &str, queues: u64) -> NodeDown {
         NodeDown {
             node: node.into(),
@@ -952,14 +958,14 @@ mod cluster_tests {
                 live: Live {
                     kind: QueueKind::Stream,
                     consumers: Some(0),
-                    idle_since: Some(Utc::now() - chrono::Duration::days(3)),
+                    idle_since: Some(fixed_now() - chrono::Duration::days(3)),
                     limits,
                     ..Live::default()
                 },
             },
             Seen::Depth(Depth::of(depth, 0)),
             &policy,
-            Utc::now(),
+            fixed_now(),
         )
     }
 
@@ -1014,7 +1020,7 @@ mod cluster_tests {
                     max_archive: 100_000,
                     alarms: Default::default(),
                 },
-                Utc::now(),
+                fixed_now(),
             )
         };
         assert!(matches!(

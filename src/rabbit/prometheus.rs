@@ -147,8 +147,11 @@ fn label<'a>(labels: &'a [(String, String)], key: &str) -> Option<&'a str> {
     labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// A sample's name, labels and value.
+type Sample<'a> = (&'a str, Vec<(String, String)>, &'a str);
+
 /// `name{k="v",...} value [timestamp]`, label values unescaped (`\\`, `\"`, `\n`).
-fn sample(line: &str) -> Option<(&str, Vec<(String, String)>, &str)> {
+fn sample(line: &str) -> Option<Sample<'_>> {
     let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
     let name = &line[..name_end];
     let mut rest = &line[name_end..];
