@@ -104,7 +104,10 @@ async fn declare(w: &World, queue: &str, arguments: serde_json::Value) {
 }
 
 /// A guardian that reads the consumers afresh (a running one reads them every 30 s).
-fn fresh_guardian(w: &mut World) {
+/// The one before lets go of the guardian lock first (dropping it would let go of it a
+/// moment later, and the new one would stand by).
+async fn fresh_guardian(w: &mut World) {
+    w.guardian.release().await;
     w.guardian = Guardian::new(w.t.app.clone());
 }
 
@@ -132,7 +135,7 @@ async fn a_queue_without_consumers_is_told_once_and_again_when_a_consumer_is_bac
     assert!(mailbox::to(&w.unverified).is_empty(), "only verified owners are told");
 
     let _conn = consume(&w, q).await;
-    fresh_guardian(&mut w);
+    fresh_guardian(&mut w).await;
     guarded(&w).await;
     let consumed = events_of(&w, "QueueConsumed").await;
     assert_eq!(consumed.len(), 1);
@@ -146,7 +149,7 @@ async fn a_queue_without_consumers_is_told_once_and_again_when_a_consumer_is_bac
     let young = "queue/alice/young";
     w.vhost.fill(young, 1).await;
     observed_long_ago(&w, young, 600, 59 * 60).await;
-    fresh_guardian(&mut w);
+    fresh_guardian(&mut w).await;
     guarded(&w).await;
     assert_eq!(events_of(&w, "QueueUnconsumed").await.len(), 1);
 }
@@ -203,7 +206,7 @@ async fn an_unused_queue_is_announced_then_deleted_after_the_grace_unless_used(b
 
     // One of them is used before the end of the grace period.
     let _conn = consume(&w, kept).await;
-    fresh_guardian(&mut w);
+    fresh_guardian(&mut w).await;
     guarded(&w).await;
     assert_eq!(events_of(&w, "QueueUsedAgain").await.len(), 1);
     assert!(!w.vhost.exists(old).await, "deleted at the end of the grace period");
@@ -278,7 +281,7 @@ async fn a_queue_at_its_byte_limit_is_dropping_messages(backend: Backend) {
     w.vhost.publish(q, 3).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        fresh_guardian(&mut w);
+        fresh_guardian(&mut w).await;
         guarded(&w).await;
         if !events_of(&w, "QueueOverflowing").await.is_empty() {
             break;
@@ -334,7 +337,7 @@ async fn a_queue_that_stays_above_the_warning_size_is_reminded_and_a_short_excur
         .await
         .unwrap();
     assert_eq!(r.rows_affected(), 1, "the guardian recorded the excursion");
-    fresh_guardian(&mut w);
+    fresh_guardian(&mut w).await;
     guarded(&w).await;
     assert_eq!(events_of(&w, "QueueWarned").await.len(), 1);
     guarded(&w).await;

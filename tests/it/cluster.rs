@@ -40,7 +40,8 @@ impl Drop for StartAgain {
     }
 }
 
-async fn declare_on(vhost: &str, queue: &str, node: &str) {
+/// Declares a durable classic queue on `node`.
+pub async fn declare_on(vhost: &str, queue: &str, node: &str) {
     let r = reqwest::Client::new()
         .put(format!(
             "http://127.0.0.1:15672/api/queues/{}/{}",

@@ -96,20 +96,8 @@ async fn a_node_whose_metrics_do_not_answer_makes_only_its_queues_unknown() {
     };
     let here = "queue/prom/here";
     vhost.declare(here).await;
-    // A classic queue lives on the node it was declared through.
     let there = "queue/prom/there";
-    let r = reqwest::Client::new()
-        .put(format!(
-            "http://127.0.0.1:15673/api/queues/{}/{}",
-            pulseguardian::domain::encode_segment(&vhost.name),
-            pulseguardian::domain::encode_segment(there)
-        ))
-        .basic_auth("guest", Some("guest"))
-        .json(&serde_json::json!({"durable": true, "node": node2}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    crate::cluster::declare_on(&vhost.name, there, &node2).await;
     vhost.publish(there, 2).await;
     vhost.publish(here, 1).await;
 

@@ -105,7 +105,7 @@ async fn a_standby_takes_over_from_a_killed_guardian_and_nothing_is_lost_or_doub
                 on.push(i);
             }
         }
-        (on.len() == 1).then_some(on[0])
+        (on.len() == 1).then(|| on[0])
     })
     .await;
     assert!(replicas[guarding].guards);
