@@ -38,13 +38,22 @@ impl TestVhost {
     pub async fn named(name: String) -> TestVhost {
         let http = reqwest::Client::new();
         let v = encode_segment(&name);
-        let r = http
-            .put(api(&format!("vhosts/{v}")))
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .expect("RabbitMQ management API on 127.0.0.1:15672 (run scripts/services)");
-        assert!(r.status().is_success(), "create vhost: {}", r.status());
+        // While the cluster test has node 2 stopped, RabbitMQ answers 500 to a new vhost
+        // (it cannot start it on every node): wait until node 2 is back.
+        crate::support::wait_for(
+            "the vhost to be created",
+            std::time::Duration::from_secs(90),
+            || async {
+                let r = http
+                    .put(api(&format!("vhosts/{v}")))
+                    .basic_auth("guest", Some("guest"))
+                    .send()
+                    .await
+                    .expect("RabbitMQ management API on 127.0.0.1:15672 (run scripts/services)");
+                r.status().is_success().then_some(())
+            },
+        )
+        .await;
         let r = http
             .put(api(&format!("permissions/{v}/guest")))
             .basic_auth("guest", Some("guest"))
