@@ -665,6 +665,25 @@ mod tests {
     }
 
     #[test]
+    fn the_depth_source_and_its_urls() {
+        assert!(
+            with(&[]).unwrap().rabbit_prometheus_urls.is_empty(),
+            "management by default"
+        );
+        assert_eq!(with(&[("DEPTH_SOURCE", "statsd")]).unwrap_err().var, "DEPTH_SOURCE");
+        for urls in ["", " , ", "ftp://node:15692", "http://a:15692,not a url"] {
+            let e = with(&[("DEPTH_SOURCE", "prometheus"), ("RABBIT_PROMETHEUS_URLS", urls)]).unwrap_err();
+            assert_eq!(e.var, "RABBIT_PROMETHEUS_URLS", "{urls:?}: {e}");
+        }
+        let c = with(&[
+            ("DEPTH_SOURCE", "prometheus"),
+            ("RABBIT_PROMETHEUS_URLS", "http://a:15692, https://b:15692/"),
+        ])
+        .unwrap();
+        assert_eq!(c.rabbit_prometheus_urls.len(), 2);
+    }
+
+    #[test]
     fn smtp_urls() {
         let c = with(&[("SMTP_URL", "smtp+starttls://me%40x.org:p%40ss@mail.example.com")]).unwrap();
         let smtp = c.smtp.unwrap();

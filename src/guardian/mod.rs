@@ -37,6 +37,7 @@ use crate::observations::activity::{Activity, Observed};
 use crate::observations::samples::Sampler;
 use crate::observations::{self, Snapshot};
 use crate::projections;
+use crate::projections::broker::BrokerStatus;
 use crate::rabbit::amqp::ARCHIVER_TAG_PREFIX;
 use crate::rabbit::{BrokerError, Deleted, NodeState, QueueDepth};
 use lock::GuardianLock;
@@ -201,8 +202,11 @@ impl Guardian {
                 return Ok(Outcome::BrokerDown(e.to_string()));
             }
         };
-        self.broker_up(&mut run, epoch).await?;
-        self.partial(&run, epoch, &observed).await?;
+        // One read of the broker's status for both: a recovery changes nothing of a
+        // partial episode.
+        let status = projections::broker::status(&self.ctx.db).await?;
+        self.broker_up(&mut run, epoch, status.as_ref()).await?;
+        self.partial(&run, epoch, &observed, status.as_ref()).await?;
         let report = self.guard(epoch, &observed, &mut run).await?;
 
         run.cycle += 1;
@@ -317,7 +321,7 @@ impl Guardian {
             // have them), for their overflow alarm.
             let limited: Vec<&QueueDepth> = depths
                 .iter()
-                .filter(|q| q.bytes.is_none() && limits_of(q, run.policies.get(&q.vhost)).max_bytes.is_some())
+                .filter(|q| limits_of(q, run.policies.get(&q.vhost)).max_bytes.is_some())
                 .take(BYTES_PER_REFRESH)
                 .collect();
             let mut bytes = HashMap::with_capacity(limited.len());
@@ -352,11 +356,15 @@ impl Guardian {
     }
 
     /// Clears the backoff, and records the recovery if an outage was recorded.
-    async fn broker_up(&self, run: &mut RunState, epoch: i64) -> Result<(), GuardianError> {
+    async fn broker_up(
+        &self,
+        run: &mut RunState,
+        epoch: i64,
+        status: Option<&BrokerStatus>,
+    ) -> Result<(), GuardianError> {
         run.failures = 0;
         run.retry_at = None;
-        let status = projections::broker::status(&self.ctx.db).await?;
-        let down_since = status.filter(|s| !s.reachable).map(|s| s.since);
+        let down_since = status.filter(|s| !s.reachable).map(|s| s.since.clone());
         if let Some(since) = &down_since {
             tracing::info!(down_since = %since, "broker reachable again");
         }
@@ -366,7 +374,13 @@ impl Guardian {
 
     /// Records a partial episode (a node down, its queues unknown) when it begins,
     /// changes or ends.
-    async fn partial(&self, run: &RunState, epoch: i64, observed: &[QueueDepth]) -> Result<(), GuardianError> {
+    async fn partial(
+        &self,
+        run: &RunState,
+        epoch: i64,
+        observed: &[QueueDepth],
+        status: Option<&BrokerStatus>,
+    ) -> Result<(), GuardianError> {
         let mut down: HashMap<String, u64> = HashMap::new();
         for q in observed.iter().filter(|q| !q.availability.is_up()) {
             let node = q.node.clone().unwrap_or_else(|| "(no leader)".to_owned());
@@ -379,9 +393,8 @@ impl Guardian {
             .into_iter()
             .map(|(node, queues)| NodeDown { node, queues })
             .collect();
-        let status = projections::broker::status(&self.ctx.db).await?;
-        let on_record = status.as_ref().and_then(|s| s.partial.as_deref());
-        let since = status.as_ref().and_then(|s| s.partial_since.as_deref());
+        let on_record = status.and_then(|s| s.partial.as_deref());
+        let since = status.and_then(|s| s.partial_since.as_deref());
         if !down.is_empty() && on_record.is_none() {
             tracing::warn!(nodes = ?down, "part of the broker is down: its queues are unknown, no decision about them");
         }
@@ -436,7 +449,7 @@ impl Guardian {
         // The read models first take in everything on the log: the guardian before this
         // one may have died between appending its decisions and projecting them, and a
         // plan on a record that misses them would decide them again.
-        projections::catch_up(db)
+        projections::catch_up_if_behind(db)
             .await
             .map_err(|e| GuardianError::Projection(e.to_string()))?;
         let records = projections::queues::all(db).await?;
@@ -546,9 +559,7 @@ impl Guardian {
                 growth: growth.get(&queue).copied(),
                 limits: limits_of(q, run.policies.get(&q.vhost)),
                 activity: Some(*activity),
-                bytes: q
-                    .bytes
-                    .or_else(|| run.bytes.get(&(q.vhost.clone(), q.name.clone())).copied()),
+                bytes: run.bytes.get(&(q.vhost.clone(), q.name.clone())).copied(),
                 policies_known: run.policies.contains_key(&q.vhost),
                 available: q.availability.is_up(),
             };
@@ -558,10 +569,7 @@ impl Guardian {
         // node is down, a queue missing from the listing may only be on that node (a
         // quorum queue whose members are all there is not listed): not gone, unknown.
         let partial = run.nodes.iter().any(|n| !n.running);
-        for (queue, rec) in records.iter() {
-            if partial {
-                break;
-            }
+        for (queue, rec) in records.iter().filter(|_| !partial) {
             if (rec.delete_pending || rec.archiving) && !seen.contains(&(queue.vhost.as_str(), queue.name.as_str())) {
                 planned(
                     &queue,
@@ -597,40 +605,33 @@ impl Guardian {
             // Confirm before deleting: the count the decision was made on may be a few
             // seconds old (and a Prometheus source lags); a fresh read of this one queue
             // abandons a deletion that is no longer due.
-            let fresh = match self.ctx.broker.queue(&d.queue.vhost, &d.queue.name).await {
-                Ok(q) => plan::confirm(&d, q.map(|q| q.depth.filter(|_| q.availability.is_up()))),
-                Err(err) => Err(Done::Failed(format!(
-                    "could not re-read it just before deleting: {err}"
-                ))),
+            let outcome = match self.ctx.broker.queue(&d.queue.vhost, &d.queue.name).await {
+                Err(err) => Done::Failed(format!("could not re-read it just before deleting: {err}")),
+                Ok(q) => match plan::confirm(&d, q.map(|q| q.depth.filter(|_| q.availability.is_up()))) {
+                    Err(not_now) => not_now,
+                    Ok(()) => match self.ctx.broker.delete_queue(&d.queue.vhost, &d.queue.name).await {
+                        Ok(Deleted::Deleted) => Done::Deleted,
+                        Ok(Deleted::NotFound) => Done::Gone,
+                        Err(err) => Done::Failed(err.to_string()),
+                    },
+                },
             };
-            let outcome = match fresh {
-                Err(Done::Abandoned(why)) => {
-                    tracing::info!(vhost = %d.queue.vhost, queue = %d.queue.name, "deletion abandoned: {why}");
-                    report.abandoned += 1;
-                    Err(Done::Abandoned(why))
-                }
-                Err(other) => Err(other),
-                Ok(()) => Ok(self.ctx.broker.delete_queue(&d.queue.vhost, &d.queue.name).await),
-            };
-            let outcome = match outcome {
-                Err(Done::Failed(why)) => {
-                    tracing::warn!(vhost = %d.queue.vhost, queue = %d.queue.name, error = %why, "queue not deleted; will retry");
-                    report.delete_failed += 1;
-                    Done::Failed(why)
-                }
-                Err(done) => done,
-                Ok(Ok(Deleted::Deleted)) => {
-                    tracing::info!(vhost = %d.queue.vhost, queue = %d.queue.name, messages = d.depth.messages, "queue deleted");
+            let (vhost, queue) = (&d.queue.vhost, &d.queue.name);
+            match &outcome {
+                Done::Deleted => {
+                    tracing::info!(%vhost, %queue, messages = d.depth.messages, "queue deleted");
                     report.deleted += 1;
-                    Done::Deleted
                 }
-                Ok(Ok(Deleted::NotFound)) => Done::Gone,
-                Ok(Err(err)) => {
-                    tracing::warn!(vhost = %d.queue.vhost, queue = %d.queue.name, error = %err, "queue not deleted; will retry");
+                Done::Abandoned(why) => {
+                    tracing::info!(%vhost, %queue, "deletion abandoned: {why}");
+                    report.abandoned += 1;
+                }
+                Done::Failed(why) => {
+                    tracing::warn!(%vhost, %queue, error = %why, "queue not deleted; will retry");
                     report.delete_failed += 1;
-                    Done::Failed(err.to_string())
                 }
-            };
+                Done::Gone => {}
+            }
             crate::app::fault_point("after-delete");
             let to = d.queue.owner_name().map(|a| (a, &channels));
             outcomes.extend(self.alarms(&d.queue.stream(), plan::settle(&d, outcome), to));

@@ -77,6 +77,15 @@ pub async fn catch_up(db: &DatabaseConnection) -> Result<u64, ProjectionError> {
     }
 }
 
+/// [`catch_up`] after a read-only look (the log's head against the checkpoint) that on a
+/// steady log finds nothing to do, without the write transaction.
+pub async fn catch_up_if_behind(db: &DatabaseConnection) -> Result<u64, ProjectionError> {
+    if store::head_seq(db).await? <= checkpoint(db).await? {
+        return Ok(0);
+    }
+    catch_up(db).await
+}
+
 /// Applies at most `limit` events in one transaction; returns how many.
 ///
 /// An event that cannot be applied (it cannot be decoded, or the database refuses what

@@ -198,8 +198,6 @@ struct RawDepth {
     node: Option<String>,
     #[serde(default)]
     state: Option<String>,
-    #[serde(default)]
-    message_bytes: Option<u64>,
     /// A quorum queue's leader: `null` while it has none.
     #[serde(default)]
     leader: Option<String>,
@@ -288,7 +286,6 @@ impl RawDepth {
         QueueDepth {
             node: self.node.or(self.leader).filter(|n| !n.is_empty()),
             availability,
-            bytes: self.message_bytes,
             vhost: self.vhost.unwrap_or_else(|| vhost.to_owned()),
             name: self.name,
             kind,

@@ -37,9 +37,6 @@ pub struct QueueDepth {
     /// Whether it can be counted now; `depth` is `None` when it cannot.
     #[serde(default)]
     pub availability: Availability,
-    /// The bytes of its messages' bodies, when read (only for queues with a byte limit).
-    #[serde(default)]
-    pub bytes: Option<u64>,
 }
 
 impl QueueDepth {
@@ -55,7 +52,6 @@ impl QueueDepth {
             operator_policy: None,
             node: None,
             availability: Availability::Up,
-            bytes: None,
         }
     }
 }
