@@ -56,27 +56,6 @@ pub async fn declare_on(vhost: &str, queue: &str, node: &str) {
     assert!(r.status().is_success(), "declaring {queue} on {node}: {}", r.status());
 }
 
-/// Persistent messages: they survive their node's restart.
-async fn publish_persistent(vhost: &str, queue: &str, n: usize) {
-    let url = format!(
-        "http://127.0.0.1:15672/api/exchanges/{}/amq.default/publish",
-        encode_segment(vhost)
-    );
-    for i in 0..n {
-        let r: serde_json::Value = reqwest::Client::new()
-            .post(&url)
-            .basic_auth("guest", Some("guest"))
-            .json(&serde_json::json!({"properties": {"delivery_mode": 2}, "routing_key": queue, "payload": format!("m{i}"), "payload_encoding": "string"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(r["routed"], true, "{r}");
-    }
-}
-
 #[tokio::test]
 async fn a_node_down_leaves_its_queues_alone_and_the_rest_guarded() {
     let _node2 = NODE2.lock().await;
@@ -87,7 +66,7 @@ async fn a_node_down_leaves_its_queues_alone_and_the_rest_guarded() {
     declare_on(&w.vhost.name, here, NODE1).await;
     declare_on(&w.vhost.name, there, NODE2_NAME).await;
     w.vhost.publish(here, 4).await;
-    publish_persistent(&w.vhost.name, there, 8).await;
+    w.vhost.publish_persistent(there, 8).await;
 
     let _again = StartAgain;
     cluster("stop");

@@ -93,10 +93,19 @@ impl TestVhost {
 
     /// Publishes `n` messages into `queue` (declared already) through the default exchange.
     pub async fn publish(&self, queue: &str, n: usize) {
+        self.publish_with(queue, n, json!({})).await
+    }
+
+    /// Persistent messages: they survive their node's restart.
+    pub async fn publish_persistent(&self, queue: &str, n: usize) {
+        self.publish_with(queue, n, json!({"delivery_mode": 2})).await
+    }
+
+    async fn publish_with(&self, queue: &str, n: usize, properties: serde_json::Value) {
         let url = api(&format!("exchanges/{}/amq.default/publish", encode_segment(&self.name)));
         for i in 0..n {
             let r = self.http.post(&url).basic_auth("guest", Some("guest"))
-                .json(&json!({"properties": {}, "routing_key": queue, "payload": format!("m{i}"), "payload_encoding": "string"}))
+                .json(&json!({"properties": properties, "routing_key": queue, "payload": format!("m{i}"), "payload_encoding": "string"}))
                 .send().await.unwrap();
             let body: serde_json::Value = r.json().await.unwrap();
             assert_eq!(body["routed"], true, "publish into {queue}: {body}");
