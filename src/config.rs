@@ -71,6 +71,15 @@ pub enum SmtpSecurity {
     Tls,
 }
 
+/// `RABBIT_OAUTH_*`: bearer tokens from a client-credentials grant for the management
+/// API, instead of Basic with `RABBIT_USER` and `RABBIT_PASSWORD`.
+#[derive(Debug, Clone)]
+pub struct RabbitOAuth {
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OidcConfig {
     pub issuer: Url,
@@ -144,6 +153,8 @@ pub struct Config {
     /// `DEPTH_SOURCE=prometheus`: the base URLs of every node's Prometheus endpoint
     /// (`RABBIT_PROMETHEUS_URLS`); empty: the management API gives the depths.
     pub rabbit_prometheus_urls: Vec<Url>,
+    /// Set: the management API is called with OAuth 2 bearer tokens.
+    pub rabbit_oauth: Option<RabbitOAuth>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://pulseguardian.db?mode=rwc";
@@ -291,27 +302,27 @@ impl Config {
             ));
         }
 
-        let oidc = match (get("OIDC_ISSUER"), get("OIDC_CLIENT_ID"), get("OIDC_CLIENT_SECRET")) {
-            (None, None, None) => None,
-            (Some(issuer), Some(client_id), Some(secret)) => Some(OidcConfig {
-                issuer: parse_http_url("OIDC_ISSUER", Some(&issuer), "")?,
+        let oidc = client_credentials(&get, ["OIDC_ISSUER", "OIDC_CLIENT_ID", "OIDC_CLIENT_SECRET"], "OIDC")?.map(
+            |(issuer, client_id, client_secret)| OidcConfig {
+                issuer,
                 client_id,
-                client_secret: Secret::new(secret),
-            }),
-            (issuer, id, _) => {
-                let missing = if issuer.is_none() {
-                    "OIDC_ISSUER"
-                } else if id.is_none() {
-                    "OIDC_CLIENT_ID"
-                } else {
-                    "OIDC_CLIENT_SECRET"
-                };
-                return Err(bad(
-                    missing,
-                    "must be set too: OIDC needs OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET",
-                ));
-            }
-        };
+                client_secret,
+            },
+        );
+        let rabbit_oauth = client_credentials(
+            &get,
+            [
+                "RABBIT_OAUTH_TOKEN_URL",
+                "RABBIT_OAUTH_CLIENT_ID",
+                "RABBIT_OAUTH_CLIENT_SECRET",
+            ],
+            "OAuth for the management API",
+        )?
+        .map(|(token_url, client_id, client_secret)| RabbitOAuth {
+            token_url,
+            client_id,
+            client_secret,
+        });
 
         let admin_emails = parse_emails("ADMIN_EMAILS", get("ADMIN_EMAILS"))?;
         let auditor_emails = parse_emails("AUDITOR_EMAILS", get("AUDITOR_EMAILS"))?;
@@ -393,12 +404,41 @@ impl Config {
             warn_after_seconds,
             webhook_allow_private,
             rabbit_prometheus_urls,
+            rabbit_oauth,
         })
     }
 
     /// A link to a path of this site, for emails and redirects.
     pub fn link(&self, path: &str) -> String {
         format!("{}{}", self.public_url.as_str().trim_end_matches('/'), path)
+    }
+}
+
+/// Three variables that come together or not at all: an HTTP(S) URL, a client id and a
+/// client secret.
+fn client_credentials(
+    get: &dyn Fn(&str) -> Option<String>,
+    vars: [&'static str; 3],
+    what: &str,
+) -> Result<Option<(Url, String, Secret)>, ConfigError> {
+    match vars.map(get) {
+        [None, None, None] => Ok(None),
+        [Some(url), Some(id), Some(secret)] => Ok(Some((
+            parse_http_url(vars[0], Some(&url), "")?,
+            id,
+            Secret::new(secret),
+        ))),
+        values => {
+            let missing = vars
+                .iter()
+                .zip(&values)
+                .find_map(|(var, v)| v.is_none().then_some(*var))
+                .unwrap_or(vars[0]);
+            Err(bad(
+                missing,
+                format!("must be set too: {what} needs {}, {} and {}", vars[0], vars[1], vars[2]),
+            ))
+        }
     }
 }
 
@@ -662,6 +702,32 @@ mod tests {
             with(&[("OIDC_ISSUER", "http://idp")]).unwrap_err().var,
             "OIDC_CLIENT_ID"
         );
+    }
+
+    #[test]
+    fn oauth_for_the_management_api_needs_all_three() {
+        assert!(with(&[]).unwrap().rabbit_oauth.is_none(), "Basic by default");
+        let all = [
+            ("RABBIT_OAUTH_TOKEN_URL", "https://idp.example/oauth/token"),
+            ("RABBIT_OAUTH_CLIENT_ID", "pulseguardian"),
+            ("RABBIT_OAUTH_CLIENT_SECRET", "s3cret"),
+        ];
+        let c = with(&all).unwrap().rabbit_oauth.unwrap();
+        assert_eq!(c.token_url.as_str(), "https://idp.example/oauth/token");
+        assert_eq!(c.client_id, "pulseguardian");
+        assert_eq!(c.client_secret.expose(), "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"), "the secret stays out of Debug");
+        for left_out in 0..3 {
+            let some: Vec<_> = (0..3).filter(|i| *i != left_out).map(|i| all[i]).collect();
+            let e = with(&some).unwrap_err();
+            assert_eq!(e.var, all[left_out].0, "{e}");
+            assert!(
+                e.to_string().contains("RABBIT_OAUTH_TOKEN_URL, RABBIT_OAUTH_CLIENT_ID"),
+                "{e}"
+            );
+        }
+        let e = with(&[("RABBIT_OAUTH_TOKEN_URL", "ftp://idp"), all[1], all[2]]).unwrap_err();
+        assert_eq!(e.var, "RABBIT_OAUTH_TOKEN_URL");
     }
 
     #[test]

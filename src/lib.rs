@@ -23,3 +23,15 @@ pub mod webhooks;
 
 pub use app::Context;
 pub use config::Config;
+
+/// `head`, then every cause of `e` after it, in one line: `head: cause: deeper cause`.
+pub fn with_causes(head: impl Into<String>, e: &dyn std::error::Error) -> String {
+    let mut msg = head.into();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}

@@ -108,18 +108,12 @@ pub async fn send(
 
 /// The error's cause chain in one line, without the URL.
 fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
+    let head = if e.is_timeout() {
         format!("no answer within {} s", TIMEOUT.as_secs())
     } else if e.is_connect() {
         "cannot connect".to_owned()
     } else {
         "request failed".to_owned()
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
+    crate::with_causes(head, e)
 }

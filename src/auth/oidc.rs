@@ -296,14 +296,7 @@ fn check_authorized_party(claims: &Claims, client_id: &str) -> Result<(), OidcEr
 }
 
 fn describe<E: std::error::Error>(e: &E) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
+    crate::with_causes(e.to_string(), e)
 }
 
 #[cfg(test)]

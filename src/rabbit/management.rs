@@ -5,6 +5,7 @@
 //! needed columns, one request per vhost: complete, fresh at once, and about eight times
 //! cheaper than the statistics listing (see DESIGN.md, "Where queue depths come from").
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -12,8 +13,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use super::oauth::TokenSource;
 use super::{Binding, Broker, BrokerError, Consumer, Deleted, NodeState, Permissions, PolicyLimits, QueueDepth};
-use crate::config::{Config, Secret};
+use crate::config::{Config, RabbitOAuth, Secret};
 use crate::domain::alarms::{self, Limits, Overflow};
 use crate::domain::{Availability, Depth, QueueKind, encode_segment};
 
@@ -22,12 +24,32 @@ pub struct ManagementClient {
     http: reqwest::Client,
     /// Ends in `/api/`.
     base: Url,
-    user: String,
-    password: Secret,
+    auth: Auth,
+}
+
+/// How every request proves who it is.
+#[derive(Clone)]
+enum Auth {
+    Basic {
+        user: String,
+        password: Secret,
+    },
+    /// OAuth 2 client credentials: one token shared by every clone of the client.
+    Bearer(Arc<TokenSource>),
 }
 
 impl ManagementClient {
+    /// A client that authenticates with Basic.
     pub fn new(base: Url, user: String, password: Secret, timeout: Duration) -> Self {
+        Self::with_auth(base, Auth::Basic { user, password }, timeout)
+    }
+
+    /// A client that authenticates with bearer tokens from a client-credentials grant.
+    pub fn with_oauth(base: Url, oauth: &RabbitOAuth, timeout: Duration) -> Self {
+        Self::with_auth(base, Auth::Bearer(Arc::new(TokenSource::new(oauth, timeout))), timeout)
+    }
+
+    fn with_auth(base: Url, auth: Auth, timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
@@ -35,21 +57,16 @@ impl ManagementClient {
             .user_agent(concat!("pulseguardian/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        Self {
-            http,
-            base,
-            user,
-            password,
-        }
+        Self { http, base, auth }
     }
 
     pub fn from_config(c: &Config) -> Self {
-        Self::new(
-            c.rabbit_management_url.clone(),
-            c.rabbit_user.clone(),
-            c.rabbit_password.clone(),
-            Duration::from_secs(30),
-        )
+        let base = c.rabbit_management_url.clone();
+        let timeout = Duration::from_secs(30);
+        match &c.rabbit_oauth {
+            Some(oauth) => Self::with_oauth(base, oauth, timeout),
+            None => Self::new(base, c.rabbit_user.clone(), c.rabbit_password.clone(), timeout),
+        }
     }
 
     /// Every queue of a vhost with its type, node, state, arguments and policies, but no
@@ -87,6 +104,8 @@ impl ManagementClient {
         Ok(url)
     }
 
+    /// One request; with a bearer token the broker refuses (401), once more with a new
+    /// token.
     async fn send(
         &self,
         method: Method,
@@ -94,14 +113,28 @@ impl ManagementClient {
         body: Option<serde_json::Value>,
     ) -> Result<reqwest::Response, BrokerError> {
         let what = format!("{method} {}", url.path());
-        let mut req = self
-            .http
-            .request(method, url)
-            .basic_auth(&self.user, Some(self.password.expose()));
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.map_err(|e| BrokerError::Unreachable(describe(&e)))?;
+        let resp = match &self.auth {
+            Auth::Basic { user, password } => {
+                self.attempt(&method, &url, body.as_ref(), |r| {
+                    r.basic_auth(user, Some(password.expose()))
+                })
+                .await?
+            }
+            Auth::Bearer(tokens) => {
+                let token = tokens.token().await?;
+                let resp = self
+                    .attempt(&method, &url, body.as_ref(), |r| r.bearer_auth(token.expose()))
+                    .await?;
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    tokens.refused(&token).await;
+                    let token = tokens.token().await?;
+                    self.attempt(&method, &url, body.as_ref(), |r| r.bearer_auth(token.expose()))
+                        .await?
+                } else {
+                    resp
+                }
+            }
+        };
         if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
             return Ok(resp);
         }
@@ -112,6 +145,20 @@ impl ManagementClient {
             what,
             body: body.chars().take(300).collect(),
         })
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&serde_json::Value>,
+        authenticate: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BrokerError> {
+        let mut req = authenticate(self.http.request(method.clone(), url.clone()));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.send().await.map_err(|e| BrokerError::Unreachable(describe(&e)))
     }
 
     /// GET that must succeed; a 404 is an error too.
@@ -160,20 +207,14 @@ impl ManagementClient {
 /// The error's cause chain in one line, without the URL's credentials (there are none in
 /// the URL: they travel in the Authorization header).
 fn describe(e: &reqwest::Error) -> String {
-    let mut msg = if e.is_timeout() {
-        "timed out".to_owned()
+    let head = if e.is_timeout() {
+        "timed out"
     } else if e.is_connect() {
-        "cannot connect".to_owned()
+        "cannot connect"
     } else {
-        "request failed".to_owned()
+        "request failed"
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
+    crate::with_causes(head, e)
 }
 
 /// The columns of a depth listing.

@@ -3,6 +3,7 @@
 
 pub mod amqp;
 pub mod management;
+pub mod oauth;
 pub mod prometheus;
 
 use serde::{Deserialize, Serialize};
@@ -98,6 +99,10 @@ pub enum BrokerError {
     /// A name no HTTP request can carry (`.` or `..` as a whole path segment).
     #[error("{0}")]
     Unaddressable(String),
+    /// No OAuth token for the management API (the token endpoint refused or did not
+    /// answer).
+    #[error("no OAuth token for the RabbitMQ management API from {0}")]
+    Token(String),
     /// A success whose body is not what the API documents.
     #[error("RabbitMQ management API sent an unreadable answer to {what}: {error}")]
     Decode { what: String, error: String },

@@ -25,6 +25,7 @@ mod event_log;
 mod fencing;
 mod guardian;
 mod hostile;
+mod oauth;
 mod projector;
 mod prometheus;
 mod replicas;
