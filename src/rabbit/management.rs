@@ -72,19 +72,13 @@ impl ManagementClient {
     /// Every queue of a vhost with its type, node, state, arguments and policies, but no
     /// counts (the cheapest listing: what another depth source adds the counts to).
     pub async fn queue_list(&self, vhost: &str) -> Result<Vec<QueueDepth>, BrokerError> {
-        let raw: Vec<RawDepth> = self
-            .get(
-                &["queues", vhost],
-                &format!("disable_stats=true&columns={DEPTH_COLUMNS}"),
-            )
+        let mut listing = self
+            .depth_listing(vhost, &format!("disable_stats=true&columns={DEPTH_COLUMNS}"))
             .await?;
-        Ok(raw
-            .into_iter()
-            .map(|mut q| {
-                q.messages = None;
-                q.into_depth(vhost)
-            })
-            .collect())
+        for q in &mut listing {
+            q.depth = None;
+        }
+        Ok(listing)
     }
 
     /// `segments` are joined with `/`, each percent-encoded. A segment `.` or `..` cannot
@@ -172,6 +166,17 @@ impl ManagementClient {
 
     /// GET where a 404 means "there is none".
     async fn get_opt<T: DeserializeOwned>(&self, segments: &[&str], query: &str) -> Result<Option<T>, BrokerError> {
+        self.get_decoded(segments, query, |bytes| serde_json::from_slice(bytes))
+            .await
+    }
+
+    /// GET where a 404 means "there is none", the body read by `decode`.
+    async fn get_decoded<T>(
+        &self,
+        segments: &[&str],
+        query: &str,
+        decode: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<Option<T>, BrokerError> {
         let url = self.url(segments, query)?;
         let what = format!("GET {}", url.path());
         let resp = self.send(Method::GET, url, None).await?;
@@ -179,12 +184,23 @@ impl ManagementClient {
             return Ok(None);
         }
         let bytes = resp.bytes().await.map_err(|e| BrokerError::Unreachable(describe(&e)))?;
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| BrokerError::Decode {
-                what,
-                error: e.to_string(),
-            })
+        decode(&bytes).map(Some).map_err(|e| BrokerError::Decode {
+            what,
+            error: e.to_string(),
+        })
+    }
+
+    /// A vhost's queue listing with `query`, read leniently ([`decode_depths`]).
+    async fn depth_listing(&self, vhost: &str, query: &str) -> Result<Vec<QueueDepth>, BrokerError> {
+        let raw = self
+            .get_decoded(&["queues", vhost], query, decode_depths)
+            .await?
+            .ok_or_else(|| BrokerError::Status {
+                status: 404,
+                what: format!("GET /api/queues/{vhost}"),
+                body: "not found".into(),
+            })?;
+        Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
     }
 
     /// PUT or DELETE that must succeed (DELETE may find nothing).
@@ -310,7 +326,54 @@ fn quorum_lost(leader: Option<&str>, members: Option<&[String]>, online: Option<
     }
 }
 
+/// A queue listing, read so that one odd entry cannot cost the others: every entry as
+/// one [`RawDepth`] when they all read so (the fast path); otherwise entry by entry,
+/// where a key given twice counts once, its last value (RabbitMQ 4's totals listing
+/// gives a quorum queue's `type`, `state` and `online` twice: the queue's own, then its
+/// type's, which is the one that says `minority`), and an entry with a value of the
+/// wrong type keeps its name and loses its count ([`RawDepth::lenient`]).
+fn decode_depths(bytes: &[u8]) -> Result<Vec<RawDepth>, serde_json::Error> {
+    serde_json::from_slice::<Vec<RawDepth>>(bytes).or_else(|_| {
+        let entries: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(bytes)?;
+        Ok(entries.into_iter().filter_map(RawDepth::lenient).collect())
+    })
+}
+
 impl RawDepth {
+    /// One listing entry as a map (duplicate keys already folded, the last winning). An
+    /// entry that does not read as a whole keeps its name, vhost, type and node and has
+    /// no count: the guardian leaves it alone and says so; one without a name is left
+    /// out. Both are logged.
+    fn lenient(entry: serde_json::Map<String, serde_json::Value>) -> Option<RawDepth> {
+        let text = |m: &serde_json::Map<String, serde_json::Value>, k: &str| {
+            m.get(k).and_then(|v| v.as_str()).map(str::to_owned)
+        };
+        let name = text(&entry, "name");
+        let (vhost, kind, node) = (text(&entry, "vhost"), text(&entry, "type"), text(&entry, "node"));
+        match serde_json::from_value::<RawDepth>(serde_json::Value::Object(entry)) {
+            Ok(raw) => Some(raw),
+            Err(error) => {
+                tracing::warn!(queue = ?name, %error, "a queue the management API lists in an unknown shape; its count is unknown");
+                Some(RawDepth {
+                    name: name?,
+                    vhost,
+                    kind,
+                    node,
+                    messages: None,
+                    messages_ready: None,
+                    messages_unacknowledged: None,
+                    arguments: None,
+                    policy: None,
+                    operator_policy: None,
+                    state: None,
+                    leader: None,
+                    members: None,
+                    online: None,
+                })
+            }
+        }
+    }
+
     /// A depth is known when the broker gave its total and the queue can be counted:
     /// the parts default to what the total leaves (all ready).
     fn into_depth(self, vhost: &str) -> QueueDepth {
@@ -371,16 +434,42 @@ struct RawUser {
     tags: serde_json::Value,
 }
 
+impl RawUser {
+    /// Comma-separated: 3.x answers a comma-separated string, 4.x a list.
+    fn tags(self) -> String {
+        match self.tags {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Array(a) => a.iter().filter_map(|t| t.as_str()).collect::<Vec<_>>().join(","),
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawNode {
+    name: String,
+    /// Missing counts as not running.
+    #[serde(default)]
+    running: bool,
+}
+
+impl From<RawNode> for NodeState {
+    fn from(n: RawNode) -> NodeState {
+        NodeState {
+            name: n.name,
+            running: n.running,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Broker for ManagementClient {
     async fn queue_depths(&self, vhost: &str) -> Result<Vec<QueueDepth>, BrokerError> {
-        let raw: Vec<RawDepth> = self
-            .get(
-                &["queues", vhost],
-                &format!("disable_stats=true&enable_queue_totals=true&columns={DEPTH_COLUMNS}"),
-            )
-            .await?;
-        Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
+        self.depth_listing(
+            vhost,
+            &format!("disable_stats=true&enable_queue_totals=true&columns={DEPTH_COLUMNS}"),
+        )
+        .await
     }
 
     async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError> {
@@ -389,7 +478,7 @@ impl Broker for ManagementClient {
         // gives them from the queue itself: fresh, as the guardian's decisions were.
         #[derive(Deserialize)]
         struct Page {
-            items: Vec<RawDepth>,
+            items: Vec<serde_json::Map<String, serde_json::Value>>,
         }
         let query = format!(
             "disable_stats=true&enable_queue_totals=true&columns={DEPTH_COLUMNS}&use_regex=true&page=1&page_size=100&name={}",
@@ -399,6 +488,7 @@ impl Broker for ManagementClient {
         Ok(page
             .items
             .into_iter()
+            .filter_map(RawDepth::lenient)
             .find(|q| q.name == queue)
             .map(|q| q.into_depth(vhost)))
     }
@@ -430,20 +520,8 @@ impl Broker for ManagementClient {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeState>, BrokerError> {
-        #[derive(Deserialize)]
-        struct RawNode {
-            name: String,
-            #[serde(default)]
-            running: bool,
-        }
         let raw: Vec<RawNode> = self.get(&["nodes"], "columns=name,running").await?;
-        Ok(raw
-            .into_iter()
-            .map(|n| NodeState {
-                name: n.name,
-                running: n.running,
-            })
-            .collect())
+        Ok(raw.into_iter().map(NodeState::from).collect())
     }
 
     async fn policy_limits(&self, vhost: &str) -> Result<Vec<PolicyLimits>, BrokerError> {
@@ -482,12 +560,7 @@ impl Broker for ManagementClient {
 
     async fn user_tags(&self, name: &str) -> Result<Option<String>, BrokerError> {
         let user: Option<RawUser> = self.get_opt(&["users", name], "").await?;
-        Ok(user.map(|u| match u.tags {
-            // 3.x answers a comma-separated string, 4.x a list.
-            serde_json::Value::String(s) => s,
-            serde_json::Value::Array(a) => a.iter().filter_map(|t| t.as_str()).collect::<Vec<_>>().join(","),
-            _ => String::new(),
-        }))
+        Ok(user.map(RawUser::tags))
     }
 
     async fn put_user(&self, name: &str, password: &str, tags: &str) -> Result<(), BrokerError> {
@@ -565,8 +638,11 @@ mod tests {
     }
 
     fn decode(json: &str) -> Vec<QueueDepth> {
-        let raw: Vec<RawDepth> = serde_json::from_str(json).unwrap();
-        raw.into_iter().map(|q| q.into_depth("v")).collect()
+        decode_depths(json.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|q| q.into_depth("v"))
+            .collect()
     }
 
     /// Recorded from RabbitMQ 3.10.8, rabbit2@localhost stopped (see `quorum_lost`).
@@ -623,16 +699,168 @@ mod tests {
 
     #[test]
     fn the_nodes_listing_with_one_node_stopped() {
-        #[derive(Deserialize)]
-        struct RawNode {
-            name: String,
-            running: bool,
-        }
         let raw: Vec<RawNode> = serde_json::from_str(
             r#"[{"name":"rabbit2@localhost","running":false},{"name":"rabbit@localhost","running":true}]"#,
         )
         .unwrap();
-        let down: Vec<&str> = raw.iter().filter(|n| !n.running).map(|n| n.name.as_str()).collect();
-        assert_eq!(down, ["rabbit2@localhost"]);
+        let nodes: Vec<NodeState> = raw.into_iter().map(NodeState::from).collect();
+        assert_eq!(
+            nodes.iter().map(|n| (n.name.as_str(), n.running)).collect::<Vec<_>>(),
+            [("rabbit2@localhost", false), ("rabbit@localhost", true)]
+        );
+    }
+
+    // RabbitMQ 4.x, written from its HTTP API reference and its queue types' `format`
+    // and `info` functions (the broker here is 3.10). What differs from 3.10:
+    //
+    // - Classic mirroring is gone: no `slave_nodes` / `synchronised_slave_nodes`;
+    //   `state` may be `flow` (credit flow: still counted) and the single-queue GET may
+    //   say `live`.
+    // - The totals listing (`enable_queue_totals`) gives a quorum queue's `type`,
+    //   `state` and `online` twice: the queue's own first, then its type's, whose
+    //   `state` is `running`, `minority` or `down`. A derived decoder refuses duplicate
+    //   keys, which would have lost the whole vhost: the entry is then read as a map,
+    //   the last value winning.
+    // - A quorum queue's `leader` is its recorded leader, never `null`: a lost quorum
+    //   shows as `state: minority` and in `members` against `online`.
+    // - Quorum and stream counts come from node-local metrics and read 0 where the
+    //   metrics have no row yet: a false 0 can only delay a warning, and a deletion is
+    //   always confirmed with a fresh count first.
+    // - A new queue type, MQTT QoS 0 (`rabbit_mqtt_qos0_queue`, listed as `MQTT QoS
+    //   0`): no counts, `online` and `node` `null`; kept as type `other`, count unknown.
+    // - Newer fields (`delivery_limit`, a number or `"unlimited"`,
+    //   `effective_policy_definition`) are ignored.
+    // - `/api/nodes` adds `type: "disc"`; user `tags` are a list, not a string.
+    // - Management statistics off (`management_agent.disable_metrics_collector`, the
+    //   default in the plain `rabbitmq:4` image): no `message_stats` and no
+    //   `message_bytes_ready`, so byte counts are unknown; the totals listing still
+    //   counts.
+
+    fn decode4(json: &str) -> Vec<QueueDepth> {
+        decode_depths(json.as_bytes())
+            .unwrap()
+            .into_iter()
+            .map(|q| q.into_depth("/"))
+            .collect()
+    }
+
+    #[test]
+    fn rabbitmq_4_a_classic_queue_under_flow_control_is_counted() {
+        let q = &decode4(
+            r#"[{"name":"queue/alice/jobs","vhost":"/","type":"classic","node":"rabbit@rmq-1","state":"flow","messages":12,"messages_ready":10,"messages_unacknowledged":2,"arguments":{"x-max-length":10000,"x-overflow":"reject-publish"},"policy":"limits","delivery_limit":"unlimited"}]"#,
+        )[0];
+        assert_eq!(q.availability, Availability::Up);
+        assert_eq!(q.depth.map(|d| (d.messages, d.ready, d.unacked)), Some((12, 10, 2)));
+        assert_eq!(q.kind, QueueKind::Classic);
+        assert_eq!(q.limits.max_length, Some(10_000));
+        assert_eq!(q.policy.as_deref(), Some("limits"));
+    }
+
+    #[test]
+    fn rabbitmq_4_duplicate_keys_of_a_quorum_queue_do_not_cost_the_listing() {
+        let json = r#"[
+            {"name":"queue/bob/orders","vhost":"/","type":"quorum","state":"running","messages":7,"messages_ready":7,"messages_unacknowledged":0,"online":["rabbit@rmq-2"],"type":"quorum","state":"minority","node":"rabbit@rmq-2","members":["rabbit@rmq-1","rabbit@rmq-2","rabbit@rmq-3"],"leader":"rabbit@rmq-2","online":["rabbit@rmq-2"],"arguments":{"x-queue-type":"quorum"}},
+            {"name":"queue/bob/healthy","vhost":"/","type":"quorum","state":"running","messages":3,"online":["rabbit@rmq-1","rabbit@rmq-2"],"type":"quorum","state":"running","node":"rabbit@rmq-1","members":["rabbit@rmq-1","rabbit@rmq-2","rabbit@rmq-3"],"leader":"rabbit@rmq-1","online":["rabbit@rmq-1","rabbit@rmq-2"]},
+            {"name":"queue/alice/jobs","vhost":"/","type":"classic","node":"rabbit@rmq-1","state":"running","messages":5}
+        ]"#;
+        let refused = serde_json::from_str::<Vec<RawDepth>>(json).err().map(|e| e.to_string());
+        assert!(
+            refused.as_deref().is_some_and(|e| e.contains("duplicate field")),
+            "the fast path refuses it: {refused:?}"
+        );
+        let listing = decode4(json);
+        assert_eq!(listing.len(), 3, "every queue read");
+        assert_eq!(
+            listing[0].availability,
+            Availability::NoQuorum,
+            "the type's state (the last) wins"
+        );
+        assert_eq!(listing[0].depth, None);
+        assert_eq!(listing[1].availability, Availability::Up, "2 of 3 online is a majority");
+        assert_eq!(listing[1].depth.map(|d| d.messages), Some(3));
+        assert_eq!(listing[2].depth.map(|d| d.messages), Some(5));
+    }
+
+    #[test]
+    fn rabbitmq_4_a_quorum_queue_in_minority_keeps_its_recorded_leader_and_is_unknown() {
+        let listing = decode4(
+            r#"[{"name":"q","vhost":"/","type":"quorum","node":"rabbit@rmq-2","state":"minority","leader":"rabbit@rmq-2","members":["rabbit@rmq-1","rabbit@rmq-2","rabbit@rmq-3"],"online":["rabbit@rmq-2"],"messages":40},
+                {"name":"q-by-count","vhost":"/","type":"quorum","node":"rabbit@rmq-2","state":"running","leader":"rabbit@rmq-2","members":["rabbit@rmq-1","rabbit@rmq-2","rabbit@rmq-3"],"online":["rabbit@rmq-2"],"messages":40},
+                {"name":"q-down","vhost":"/","type":"quorum","node":"rabbit@rmq-3","state":"down","leader":"rabbit@rmq-3","members":["rabbit@rmq-3"],"online":[]}]"#,
+        );
+        assert_eq!(listing[0].availability, Availability::NoQuorum);
+        assert_eq!(
+            listing[1].availability,
+            Availability::NoQuorum,
+            "1 of 3 online, whatever state says"
+        );
+        assert_eq!(listing[2].availability, Availability::NodeDown);
+        assert!(
+            listing.iter().all(|q| q.depth.is_none()),
+            "unknown, never the last count"
+        );
+        assert_eq!(listing[2].node.as_deref(), Some("rabbit@rmq-3"));
+    }
+
+    #[test]
+    fn rabbitmq_4_a_stream_with_its_retention_as_arguments() {
+        let q = &decode4(
+            r#"[{"name":"stream/carol/events","vhost":"/","type":"stream","node":"rabbit@rmq-1","state":"running","leader":"rabbit@rmq-1","members":["rabbit@rmq-1","rabbit@rmq-2","rabbit@rmq-3"],"online":["rabbit@rmq-1","rabbit@rmq-2","rabbit@rmq-3"],"messages":123456,"arguments":{"x-queue-type":"stream","x-max-age":"7D","x-max-length-bytes":20000000000}}]"#,
+        )[0];
+        assert_eq!(q.kind, QueueKind::Stream);
+        assert_eq!(q.limits.max_age, alarms::parse_max_age("7D"));
+        assert!(q.limits.max_age.is_some());
+        assert_eq!(q.limits.max_bytes, Some(20_000_000_000));
+    }
+
+    #[test]
+    fn rabbitmq_4_mqtt_qos0_queues_are_of_another_type_and_not_counted() {
+        let listing = decode4(
+            r#"[{"name":"mqtt-subscription-sensor7qos0","vhost":"/","type":"MQTT QoS 0","state":"running","online":null,"node":null,"arguments":{}},
+                {"name":"mqtt-subscription-sensor8qos0","vhost":"/","type":"rabbit_mqtt_qos0_queue","state":"live","arguments":{}}]"#,
+        );
+        for q in &listing {
+            assert_eq!(q.kind, QueueKind::Other, "{}", q.name);
+            assert_eq!(q.availability, Availability::Up);
+            assert_eq!(q.depth, None);
+            assert_eq!(q.node, None);
+        }
+    }
+
+    #[test]
+    fn an_entry_of_an_unknown_shape_keeps_its_name_and_loses_only_its_count() {
+        let listing = decode4(
+            r#"[{"name":"odd","vhost":"/","type":"classic","node":"rabbit@rmq-1","state":"running","messages":"12","members":{"x":1}},
+                {"vhost":"/","messages":1},
+                {"name":"fine","vhost":"/","type":"classic","state":"running","messages":2}]"#,
+        );
+        assert_eq!(
+            listing.iter().map(|q| q.name.as_str()).collect::<Vec<_>>(),
+            ["odd", "fine"],
+            "the nameless entry is left out"
+        );
+        assert_eq!(listing[0].depth, None);
+        assert_eq!(listing[0].node.as_deref(), Some("rabbit@rmq-1"));
+        assert_eq!(listing[1].depth.map(|d| d.messages), Some(2));
+    }
+
+    #[test]
+    fn rabbitmq_4_nodes_and_user_tags() {
+        let raw: Vec<RawNode> = serde_json::from_str(
+            r#"[{"name":"rabbit@rmq-1","running":true,"type":"disc"},{"name":"rabbit@rmq-3","running":false,"type":"disc"},{"name":"rabbit@rmq-4"}]"#,
+        )
+        .unwrap();
+        let running: Vec<bool> = raw.into_iter().map(|n| NodeState::from(n).running).collect();
+        assert_eq!(running, [true, false, false]);
+        let tags = |json: &str| serde_json::from_str::<RawUser>(json).unwrap().tags();
+        assert_eq!(
+            tags(r#"{"name":"u","tags":["administrator","monitoring"]}"#),
+            "administrator,monitoring"
+        );
+        assert_eq!(
+            tags(r#"{"name":"u","tags":"administrator,monitoring"}"#),
+            "administrator,monitoring"
+        );
+        assert_eq!(tags(r#"{"name":"u","tags":[]}"#), "");
     }
 }
