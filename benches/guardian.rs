@@ -1,6 +1,8 @@
 //! Guardian benchmarks (`just bench guardian`): with 1,000 and 10,000 queues on the
-//! local broker, and 100,000 queues served from a recorded listing (the broker cannot
-//! hold that many on this machine), the wall time of one steady cycle (nothing changes),
+//! local broker (10,000 with both depth sources side by side: the management API and
+//! the Prometheus endpoint), and 100,000 queues served from a recorded listing (the
+//! broker cannot hold that many on this machine), the wall time of one steady cycle
+//! (nothing changes),
 //! the bare depth fetch and parse it stands on (the floor), their ratio, the database
 //! statements per steady cycle (MariaDB's `Questions` counter), and the peak memory of
 //! `guardian --once`.
@@ -139,15 +141,27 @@ async fn recorded_broker(n: usize, vhost: &str) -> String {
     url
 }
 
-async fn run(queues: usize, vhost: &Vhost, mysql: bool) {
-    run_against(queues, &vhost.0, None, mysql).await
+/// Where the depths come from.
+#[derive(Clone, Copy, PartialEq)]
+enum Source {
+    Management,
+    /// The local broker's Prometheus endpoint (node 1: the bench's queues live there).
+    Prometheus,
 }
 
-async fn run_against(queues: usize, vhost: &str, management: Option<&str>, mysql: bool) {
+async fn run(queues: usize, vhost: &Vhost, mysql: bool, source: Source) {
+    run_against(queues, &vhost.0, None, mysql, source).await
+}
+
+async fn run_against(queues: usize, vhost: &str, management: Option<&str>, mysql: bool, source: Source) {
     let db = BenchDb::new(mysql).await;
     let mut env = vec![("DATABASE_URL", db.url.clone()), ("RABBIT_VHOSTS", vhost.to_owned())];
     if let Some(url) = management {
         env.push(("RABBIT_MANAGEMENT_URL", url.to_owned()));
+    }
+    if source == Source::Prometheus {
+        env.push(("DEPTH_SOURCE", "prometheus".to_owned()));
+        env.push(("RABBIT_PROMETHEUS_URLS", "http://127.0.0.1:15692".to_owned()));
     }
     let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
     let app = pulseguardian::startup::start(config).await.unwrap().ctx;
@@ -165,12 +179,20 @@ async fn run_against(queues: usize, vhost: &str, management: Option<&str>, mysql
         })
         .collect();
     app.record(accounts).await.unwrap();
-    let label = match (mysql, management.is_some()) {
-        (true, false) => "mariadb",
-        (false, false) => "sqlite",
-        (true, true) => "mariadb (recorded listing)",
-        (false, true) => "sqlite (recorded listing)",
-    };
+    let label = format!(
+        "{}{}{}",
+        if mysql { "mariadb" } else { "sqlite" },
+        if management.is_some() {
+            " (recorded listing)"
+        } else {
+            ""
+        },
+        if source == Source::Prometheus {
+            " [prometheus]"
+        } else {
+            " [management]"
+        },
+    );
 
     let mut fetches = Vec::new();
     for _ in 0..7 {
@@ -223,14 +245,19 @@ fn main() {
     rustls::crypto::ring::default_provider().install_default().ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        for queues in [1_000, 10_000] {
-            let vhost = vhost_with_queues(queues).await;
-            run(queues, &vhost, false).await;
-            run(queues, &vhost, true).await;
+        let vhost = vhost_with_queues(1_000).await;
+        run(1_000, &vhost, false, Source::Management).await;
+        run(1_000, &vhost, true, Source::Management).await;
+        drop(vhost);
+        let vhost = vhost_with_queues(10_000).await;
+        for source in [Source::Management, Source::Prometheus] {
+            run(10_000, &vhost, false, source).await;
+            run(10_000, &vhost, true, source).await;
         }
+        drop(vhost);
         let vhost = "pgbench-recorded";
         let url = recorded_broker(100_000, vhost).await;
-        run_against(100_000, vhost, Some(&url), false).await;
-        run_against(100_000, vhost, Some(&url), true).await;
+        run_against(100_000, vhost, Some(&url), false, Source::Management).await;
+        run_against(100_000, vhost, Some(&url), true, Source::Management).await;
     });
 }

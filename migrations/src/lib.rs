@@ -19,6 +19,7 @@ mod m0009_archives;
 mod m0010_alarms;
 mod m0011_alerts;
 mod m0012_clusters;
+mod m0013_node_states;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_alarms::Migration),
             Box::new(m0011_alerts::Migration),
             Box::new(m0012_clusters::Migration),
+            Box::new(m0013_node_states::Migration),
         ]
     }
 }

@@ -278,6 +278,8 @@ pub struct Overview {
     pub unknown: usize,
     /// The nodes down in the partial episode on record, and since when.
     pub nodes_down: Vec<crate::domain::event::NodeDown>,
+    /// Every node of the broker and whether it runs, as the guardian last read them.
+    pub nodes: Vec<crate::domain::NodeState>,
     pub partial_since: Option<String>,
 }
 
@@ -349,6 +351,7 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
             .or((!listing.snapshot.observed_at.is_empty()).then_some(true)),
         nodes_down: status.as_ref().and_then(|b| b.partial.clone()).unwrap_or_default(),
         partial_since: status.and_then(|b| b.partial_since),
+        nodes: listing.snapshot.nodes.clone(),
         ..Overview::default()
     };
     for (s, r) in listing.visible(who) {

@@ -19,4 +19,4 @@ pub use names::{
     AccountName, Actor, EmailAddress, MAX_EMAIL, MAX_SIZE, QueueRef, account_stream, actor_name, encode_segment,
     owner_of, parse_size,
 };
-pub use queue::{Availability, Depth, Ownership, QueueKind, QueueStatus};
+pub use queue::{Availability, Depth, NodeState, Ownership, QueueKind, QueueStatus};

@@ -103,6 +103,13 @@ impl Availability {
     }
 }
 
+/// One node of the cluster, as the broker lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub running: bool,
+}
+
 /// Who a queue belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {

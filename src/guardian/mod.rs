@@ -236,6 +236,7 @@ impl Guardian {
             cycle: run.cycle,
             observed_at,
             queues,
+            nodes: run.nodes.clone(),
         };
         observations::store_latest(&self.ctx.db, &snapshot).await?;
         ::metrics::histogram!("pulseguardian_guardian_cycle_seconds").record(started.elapsed().as_secs_f64());

@@ -11,7 +11,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 use serde::{Deserialize, Serialize};
 
 use crate::db;
-use crate::domain::{Availability, Depth, QueueKind};
+use crate::domain::{Availability, Depth, NodeState, QueueKind};
 
 pub use cache::SnapshotCache;
 
@@ -93,6 +93,8 @@ pub struct Snapshot {
     /// newer than what the snapshot shows).
     pub observed_at: String,
     pub queues: Vec<Seen>,
+    /// The broker's nodes and whether each runs, as last read (empty before).
+    pub nodes: Vec<NodeState>,
 }
 
 impl Snapshot {
@@ -103,9 +105,12 @@ impl Snapshot {
 
 /// Replaces the latest observation (one statement).
 pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<(), DbErr> {
-    let data = serde_json::to_string(&snapshot.queues).map_err(|e| DbErr::Custom(e.to_string()))?;
-    let digest = crate::events::hash::sha256_hex(data.as_bytes());
-    let cols = ["cycle", "observed_at", "data", "digest"];
+    let bad = |e: serde_json::Error| DbErr::Custom(e.to_string());
+    let data = serde_json::to_string(&snapshot.queues).map_err(bad)?;
+    let nodes = serde_json::to_string(&snapshot.nodes).map_err(bad)?;
+    // A node that stops or starts changes the pages even when no queue changes.
+    let digest = crate::events::hash::sha256_hex(format!("{data}\n{nodes}").as_bytes());
+    let cols = ["cycle", "observed_at", "data", "nodes", "digest"];
     let upsert = Query::insert()
         .into_table(Alias::new("latest_observation"))
         .columns(std::iter::once("id").chain(cols).map(Alias::new))
@@ -114,6 +119,7 @@ pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Res
             snapshot.cycle.into(),
             snapshot.observed_at.as_str().into(),
             data.into(),
+            nodes.into(),
             digest.into(),
         ])
         .on_conflict(
@@ -154,16 +160,23 @@ async fn latest(db: &impl ConnectionTrait) -> Result<Snapshot, DbErr> {
     let row = db
         .query_one_raw(db::stmt(
             db.get_database_backend(),
-            "SELECT cycle, observed_at, data FROM latest_observation WHERE id = 1",
+            "SELECT cycle, observed_at, data, nodes FROM latest_observation WHERE id = 1",
             [],
         ))
         .await?;
     let Some(row) = row else { return Ok(Snapshot::default()) };
     let data: String = row.try_get("", "data")?;
+    let nodes: Option<String> = row.try_get("", "nodes")?;
+    let bad = |e: serde_json::Error| DbErr::Custom(e.to_string());
     Ok(Snapshot {
         cycle: row.try_get("", "cycle")?,
         observed_at: row.try_get("", "observed_at")?,
-        queues: serde_json::from_str(&data).map_err(|e| DbErr::Custom(e.to_string()))?,
+        queues: serde_json::from_str(&data).map_err(bad)?,
+        nodes: nodes
+            .map(|n| serde_json::from_str(&n))
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or_default(),
     })
 }
 

@@ -8,6 +8,7 @@ pub mod prometheus;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::NodeState;
 pub use crate::domain::accounts::Permissions;
 use crate::domain::alarms::Limits;
 use crate::domain::{Availability, Depth, QueueKind};
@@ -55,13 +56,6 @@ impl QueueDepth {
             availability: Availability::Up,
         }
     }
-}
-
-/// One node of the cluster, as the broker lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeState {
-    pub name: String,
-    pub running: bool,
 }
 
 /// The length limits a policy's definition sets.

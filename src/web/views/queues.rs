@@ -288,6 +288,19 @@ fn overview(list: &ListPage, now: i64) -> Markup {
                 Some(false) => span.badge.danger { "unreachable" },
                 None => span.badge.muted { "not read yet" },
             }
+            @if o.nodes.len() > 1 || o.nodes.iter().any(|n| !n.running) {
+                " · nodes "
+                span #nodes {
+                    @for (i, n) in o.nodes.iter().enumerate() {
+                        @if i > 0 { " " }
+                        @if n.running {
+                            span.badge.ok data-node=(n.name) title="running" { (n.name) " running" }
+                        } @else {
+                            span.badge.danger data-node=(n.name) title="its queues are unknown until it is back" { (n.name) " down" }
+                        }
+                    }
+                }
+            }
             @if !o.nodes_down.is_empty() {
                 " · "
                 span.badge.danger title=(o.partial_since.as_deref().map(|s| format!("since {s}")).unwrap_or_default()) {
@@ -596,6 +609,45 @@ mod tests {
             ..view(None, None)
         };
         assert!(state_badge(&stream).into_string().contains("no retention limit"));
+    }
+
+    fn list_with(nodes: &[(&str, bool)]) -> ListPage {
+        ListPage {
+            rows: Vec::new(),
+            total: 0,
+            page: 1,
+            pages: 1,
+            observed_at: String::new(),
+            last_hour: Default::default(),
+            all: true,
+            overview: crate::app::queues::Overview {
+                nodes: nodes
+                    .iter()
+                    .map(|(name, running)| crate::domain::NodeState {
+                        name: (*name).into(),
+                        running: *running,
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_overview_shows_every_node_and_which_is_down() {
+        let html = overview(&list_with(&[("rabbit@a", true), ("rabbit@b", false)]), 0).into_string();
+        assert!(
+            html.contains(r#"data-node="rabbit@a" title="running">rabbit@a running"#),
+            "{html}"
+        );
+        assert!(html.contains("rabbit@b down"), "{html}");
+        let one = overview(&list_with(&[("rabbit@a", true)]), 0).into_string();
+        assert!(
+            !one.contains("nodes "),
+            "a single running node is not worth a line: {one}"
+        );
+        let lone_down = overview(&list_with(&[("rabbit@a", false)]), 0).into_string();
+        assert!(lone_down.contains("rabbit@a down"), "{lone_down}");
     }
 
     #[test]
