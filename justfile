@@ -28,7 +28,7 @@ e2e:
 services *NAMES:
     scripts/services {{NAMES}}
 
-# Benchmarks (release build). FILTER picks some: append, replay, guardian, web, archive.
+# Benchmarks (release build). FILTER picks some: append, replay, guardian, confirm, web, archive.
 bench FILTER="":
     scripts/services mariadb rabbitmq wrk
     cargo bench --bench event_log --bench guardian --bench web --bench archive -- {{FILTER}}

@@ -5,7 +5,8 @@
 //! (nothing changes),
 //! the bare depth fetch and parse it stands on (the floor), their ratio, the database
 //! statements per steady cycle (MariaDB's `Questions` counter), and the peak memory of
-//! `guardian --once`.
+//! `guardian --once`. `just bench confirm`: how often confirm-before-delete abandons a
+//! deletion under a steady publisher.
 
 use std::time::{Duration, Instant};
 
@@ -237,27 +238,148 @@ async fn run_against(queues: usize, vhost: &str, management: Option<&str>, mysql
     println!("guardian {label} {queues} queues: `guardian --once` peak memory {peak:.1} MiB");
 }
 
+/// Publishes one message through the management API.
+async fn publish_one(http: &reqwest::Client, vhost: &str, queue: &str) {
+    let r = http
+        .post(format!("{API}/exchanges/{}/amq.default/publish", encode_segment(vhost)))
+        .basic_auth("guest", Some("guest"))
+        .json(
+            &serde_json::json!({"properties": {}, "routing_key": queue, "payload": "x", "payload_encoding": "string"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+/// How often confirm-before-delete abandons a deletion under a steady publisher: a
+/// queue held at its deletion size by a publisher (one message every 5 ms) and a
+/// consumer taking 10 every 50 ms (the same rate, so the depth wanders around the size),
+/// and the guardian cycling until it decides; each decision is either carried out or
+/// abandoned by the fresh re-read. Then the same with the publisher alone (the depth
+/// only grows: nothing may be abandoned).
+async fn confirm_under_a_steady_publisher() {
+    const DEL: usize = 300;
+    const TRIALS: usize = 30;
+    let vhost = vhost_with_queues(0).await;
+    let db = BenchDb::new(true).await;
+    let env = [
+        ("DATABASE_URL", db.url.clone()),
+        ("RABBIT_VHOSTS", vhost.0.clone()),
+        ("WARN_QUEUE_SIZE", "100".to_owned()),
+        ("DEL_QUEUE_SIZE", DEL.to_string()),
+    ];
+    let config = Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let app = pulseguardian::startup::start(config).await.unwrap().ctx;
+    let guardian = Guardian::new(app.clone());
+    let http = reqwest::Client::new();
+    for consumer in [true, false] {
+        let (mut deleted, mut abandoned) = (0, 0);
+        for trial in 0..TRIALS {
+            let queue = format!("queue/hover/t{trial}-{consumer}");
+            let url = format!("{API}/queues/{}/{}", encode_segment(&vhost.0), encode_segment(&queue));
+            http.put(&url)
+                .basic_auth("guest", Some("guest"))
+                .json(&serde_json::json!({"durable": false}))
+                .send()
+                .await
+                .unwrap();
+            futures::stream::iter(0..DEL)
+                .for_each_concurrent(16, |_| publish_one(&http, &vhost.0, &queue))
+                .await;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let publisher = {
+                let (http, v, q, stop) = (http.clone(), vhost.0.clone(), queue.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(5));
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        tick.tick().await;
+                        publish_one(&http, &v, &q).await;
+                    }
+                })
+            };
+            let drainer = consumer.then(|| {
+                let (http, url, stop) = (http.clone(), url.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(50));
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        tick.tick().await;
+                        let _ = http
+                            .post(format!("{url}/get"))
+                            .basic_auth("guest", Some("guest"))
+                            .json(&serde_json::json!({"count": 10, "ackmode": "ack_requeue_false", "encoding": "auto"}))
+                            .send()
+                            .await;
+                    }
+                })
+            });
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let Outcome::Guarded(r) = guardian.cycle().await.unwrap() else {
+                    panic!("the broker is down")
+                };
+                deleted += r.deleted;
+                abandoned += r.abandoned;
+                if r.deleted + r.abandoned > 0 || Instant::now() > deadline {
+                    break;
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            publisher.await.unwrap();
+            if let Some(d) = drainer {
+                d.await.unwrap();
+            }
+            let _ = http.delete(&url).basic_auth("guest", Some("guest")).send().await;
+        }
+        println!(
+            "guardian confirm-before-delete, {}: {abandoned} of {} deletions abandoned ({:.0} %), {deleted} carried out",
+            if consumer {
+                "a queue held at its deletion size by a steady publisher and a consumer at its rate"
+            } else {
+                "a steady publisher alone"
+            },
+            deleted + abandoned,
+            100.0 * abandoned as f64 / (deleted + abandoned).max(1) as f64,
+        );
+    }
+    guardian.release().await;
+}
+
 fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
-    if filter.as_deref().is_some_and(|f| !"guardian".contains(f)) {
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    // `guardian` runs both parts; `guardian-broker` or `guardian-recorded` one.
+    let (broker, recorded) = (wanted("guardian-broker"), wanted("guardian-recorded"));
+    if !broker && !recorded && !wanted("confirm") {
         return;
     }
     rustls::crypto::ring::default_provider().install_default().ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let vhost = vhost_with_queues(1_000).await;
-        run(1_000, &vhost, false, Source::Management).await;
-        run(1_000, &vhost, true, Source::Management).await;
-        drop(vhost);
-        let vhost = vhost_with_queues(10_000).await;
-        for source in [Source::Management, Source::Prometheus] {
-            run(10_000, &vhost, false, source).await;
-            run(10_000, &vhost, true, source).await;
-        }
-        drop(vhost);
-        let vhost = "pgbench-recorded";
-        let url = recorded_broker(100_000, vhost).await;
-        run_against(100_000, vhost, Some(&url), false, Source::Management).await;
-        run_against(100_000, vhost, Some(&url), true, Source::Management).await;
-    });
+    if wanted("confirm") {
+        rt.block_on(confirm_under_a_steady_publisher());
+    }
+    if broker {
+        rt.block_on(on_the_broker());
+    }
+    if recorded {
+        rt.block_on(async {
+            let vhost = "pgbench-recorded";
+            let url = recorded_broker(100_000, vhost).await;
+            run_against(100_000, vhost, Some(&url), false, Source::Management).await;
+            run_against(100_000, vhost, Some(&url), true, Source::Management).await;
+        });
+    }
+}
+
+/// 1,000 and 10,000 queues on the local broker; 10,000 with both depth sources.
+async fn on_the_broker() {
+    let vhost = vhost_with_queues(1_000).await;
+    run(1_000, &vhost, false, Source::Management).await;
+    run(1_000, &vhost, true, Source::Management).await;
+    drop(vhost);
+    let vhost = vhost_with_queues(10_000).await;
+    for source in [Source::Management, Source::Prometheus] {
+        run(10_000, &vhost, false, source).await;
+        run(10_000, &vhost, true, source).await;
+    }
 }

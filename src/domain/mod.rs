@@ -16,7 +16,7 @@ pub mod roles;
 pub mod signin;
 
 pub use names::{
-    AccountName, Actor, EmailAddress, MAX_EMAIL, MAX_SIZE, QueueRef, account_stream, actor_name, encode_segment,
-    owner_of, parse_size,
+    AccountName, Actor, EmailAddress, MAX_EMAIL, MAX_SIZE, NamePair, QueueRef, account_stream, actor_name, by_names,
+    encode_segment, owner_of, parse_size,
 };
 pub use queue::{Availability, Depth, NodeState, Ownership, QueueKind, QueueStatus};

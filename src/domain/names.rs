@@ -308,3 +308,74 @@ mod tests {
         }
     }
 }
+
+/// A queue's `(vhost, name)` as a hash map key that is looked up by borrowed names:
+/// `by_names(&map, vhost, name)` allocates nothing, where `map.get(&(vhost.to_owned(),
+/// name.to_owned()))` would allocate two strings per lookup (the guardian looks up every
+/// queue of a 100,000-queue broker several times a cycle).
+pub trait NamePair {
+    fn pair(&self) -> (&str, &str);
+}
+
+impl NamePair for (String, String) {
+    fn pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl NamePair for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+// Hashes exactly as `(String, String)` does: both hash each field's `str` in order.
+impl std::hash::Hash for dyn NamePair + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.pair().hash(state)
+    }
+}
+
+impl PartialEq for dyn NamePair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn NamePair + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn NamePair + 'a> for (String, String) {
+    fn borrow(&self) -> &(dyn NamePair + 'a) {
+        self
+    }
+}
+
+/// The value of the queue `vhost`/`name` in a map keyed by `(vhost, name)`.
+pub fn by_names<'m, V, S: std::hash::BuildHasher>(
+    map: &'m std::collections::HashMap<(String, String), V, S>,
+    vhost: &str,
+    name: &str,
+) -> Option<&'m V> {
+    map.get(&(vhost, name) as &dyn NamePair)
+}
+
+#[cfg(test)]
+mod name_pair_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_lookup_by_borrowed_names_finds_what_the_owned_key_holds(
+            keys in proptest::collection::vec(("[a-z/]{0,6}", "[a-z/%]{0,6}"), 0..20),
+            probe in ("[a-z/]{0,6}", "[a-z/%]{0,6}"),
+        ) {
+            let map: std::collections::HashMap<(String, String), usize> =
+                keys.iter().cloned().enumerate().map(|(i, k)| (k, i)).collect();
+            for k in map.keys() {
+                prop_assert_eq!(by_names(&map, &k.0, &k.1), map.get(k));
+            }
+            prop_assert_eq!(by_names(&map, &probe.0, &probe.1), map.get(&probe));
+        }
+    }
+}

@@ -9,7 +9,7 @@ use super::names::QueueRef;
 /// How many messages a queue holds: ready (waiting for a consumer) plus unacknowledged
 /// (delivered, not yet acknowledged). A depth is known whole or not at all: a count the
 /// broker does not know is `Option::<Depth>::None`, never zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Depth {
     pub messages: u64,
     pub ready: u64,
@@ -104,7 +104,7 @@ impl Availability {
 }
 
 /// One node of the cluster, as the broker lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeState {
     pub name: String,
     pub running: bool,

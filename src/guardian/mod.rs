@@ -31,7 +31,7 @@ use crate::db;
 use crate::domain::alarms::Limits;
 use crate::domain::event::NodeDown;
 use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Seen};
-use crate::domain::{Actor, Ownership, QueueKind, QueueRef};
+use crate::domain::{Actor, Ownership, QueueKind, QueueRef, by_names};
 use crate::events::{NewEvent, store};
 use crate::observations::activity::{Activity, Observed};
 use crate::observations::samples::Sampler;
@@ -103,6 +103,8 @@ struct RunState {
     activity: Activity,
     was_active: Option<bool>,
     nodes: Vec<NodeState>,
+    /// The fingerprint of the latest observation this guardian wrote.
+    stored: Option<u64>,
     /// Bytes of the ready messages of the queues with a byte limit, refreshed with the
     /// consumers.
     bytes: HashMap<(String, String), u64>,
@@ -176,6 +178,7 @@ impl Guardian {
         if run.was_active != Some(active) {
             // Another guardian may have observed and written meanwhile.
             run.activity.forget();
+            run.stored = None;
             if active {
                 tracing::info!("guardian active: this process guards the broker");
                 let now = Utc::now().timestamp();
@@ -207,20 +210,26 @@ impl Guardian {
         let status = projections::broker::status(&self.ctx.db).await?;
         self.broker_up(&mut run, epoch, status.as_ref()).await?;
         self.partial(&run, epoch, &observed, status.as_ref()).await?;
-        let report = self.guard(epoch, &observed, &mut run).await?;
+        // Each queue's consumers, looked up once (a 100,000-queue map misses the cache).
+        let counts: Vec<Option<u64>> = observed
+            .iter()
+            .map(|q| by_names(&run.consumers, &q.vhost, &q.name).copied())
+            .collect();
+        let report = self.guard(epoch, &observed, &counts, &mut run).await?;
 
         run.cycle += 1;
         let unix = Utc::now().timestamp();
         let sampler = &run.sampler;
         let queues = observed
             .into_iter()
-            .map(|q| observations::Seen {
+            .zip(counts)
+            .map(|(q, consumers)| observations::Seen {
                 growth: q
                     .depth
                     .filter(|_| q.kind != QueueKind::Stream)
                     .and_then(|d| sampler.growth(&q.vhost, &q.name, d.messages, unix))
                     .map(observations::Seen::hundredths),
-                consumers: run.consumers.get(&(q.vhost.clone(), q.name.clone())).copied(),
+                consumers,
                 availability: q.availability,
                 node: q.node.filter(|_| !q.availability.is_up()),
                 vhost: q.vhost,
@@ -238,7 +247,12 @@ impl Guardian {
             queues,
             nodes: run.nodes.clone(),
         };
-        observations::store_latest(&self.ctx.db, &snapshot).await?;
+        // Unchanged since this guardian last wrote it: only the cycle and time.
+        let fingerprint = observations::fingerprint(&snapshot);
+        if run.stored != Some(fingerprint) || !observations::touch_latest(&self.ctx.db, &snapshot).await? {
+            observations::store_latest(&self.ctx.db, &snapshot).await?;
+            run.stored = Some(fingerprint);
+        }
         ::metrics::histogram!("pulseguardian_guardian_cycle_seconds").record(started.elapsed().as_secs_f64());
         ::metrics::gauge!("pulseguardian_guarded_queues").set(report.queues as f64);
         Ok(Outcome::Guarded(report))
@@ -258,7 +272,7 @@ impl Guardian {
         // New queues get their count at once; the others every CONSUMERS_EVERY.
         let new_queue = depths
             .iter()
-            .any(|q| !run.consumers.contains_key(&(q.vhost.clone(), q.name.clone())));
+            .any(|q| by_names(&run.consumers, &q.vhost, &q.name).is_none());
         let refresh = run.consumers_at.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY);
         // The nodes' states: at the consumers' pace, and every cycle while a queue
         // cannot be counted (to say which node is down).
@@ -444,7 +458,13 @@ impl Guardian {
     }
 
     /// Plans every queue, records the plan, acts, records the outcomes.
-    async fn guard(&self, epoch: i64, observed: &[QueueDepth], run: &mut RunState) -> Result<Report, GuardianError> {
+    async fn guard(
+        &self,
+        epoch: i64,
+        observed: &[QueueDepth],
+        counts: &[Option<u64>],
+        run: &mut RunState,
+    ) -> Result<Report, GuardianError> {
         let now = Utc::now();
         let db = &self.ctx.db;
         // The read models first take in everything on the log: the guardian before this
@@ -461,7 +481,6 @@ impl Guardian {
         let policy = self.ctx.policy();
         let reserved = self.ctx.config.reserved_users_regex.as_ref();
         let none: Vec<String> = Vec::new();
-        let consumers = &run.consumers;
 
         // What the alarms need beyond the depth: the activity of every queue, and the
         // growth of those above their warning size (read from the samples).
@@ -471,13 +490,13 @@ impl Guardian {
         // Growth is given to the planner for the queues it may warn or remind about; the
         // dashboards get every queue's in the snapshot.
         let mut over_warning = Vec::new();
-        for q in observed {
+        for (q, c) in observed.iter().zip(counts) {
+            let c = *c;
             let overrides = records
                 .get(&q.vhost, &q.name)
                 .map(|r| r.overrides())
                 .unwrap_or_default();
             let warn_size = policy.effective(&overrides).warn_size;
-            let c = consumers.get(&(q.vhost.clone(), q.name.clone())).copied();
             observed_activity.push(run.activity.observe(&q.vhost, &q.name, q.depth, c, warn_size, unix));
             if let Some(d) = q
                 .depth
@@ -547,20 +566,25 @@ impl Guardian {
                 stops.push((queue.clone(), reason));
             }
         };
-        let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(observed.len());
-        for (q, activity) in observed.iter().zip(&observed_activity) {
-            seen.insert((&q.vhost, &q.name));
+        // Which queues were listed: needed only when a deletion or archiving is on
+        // record (a queue gone from the listing settles it).
+        let pending = records.iter().any(|(_, r)| r.delete_pending || r.archiving);
+        let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(if pending { observed.len() } else { 0 });
+        for ((q, activity), consumers) in observed.iter().zip(&observed_activity).zip(counts) {
+            let consumers = *consumers;
+            if pending {
+                seen.insert((&q.vhost, &q.name));
+            }
             let queue = QueueRef::new(q.vhost.clone(), q.name.clone());
             let how = match q.depth {
                 Some(d) => Seen::Depth(d),
                 None => Seen::Unknown,
             };
-            let consumers = consumers.get(&(q.vhost.clone(), q.name.clone())).copied();
             let alarm = Alarm {
                 growth: growth.get(&queue).copied(),
                 limits: limits_of(q, run.policies.get(&q.vhost)),
                 activity: Some(*activity),
-                bytes: run.bytes.get(&(q.vhost.clone(), q.name.clone())).copied(),
+                bytes: by_names(&run.bytes, &q.vhost, &q.name).copied(),
                 policies_known: run.policies.contains_key(&q.vhost),
                 available: q.availability.is_up(),
             };

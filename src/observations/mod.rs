@@ -16,7 +16,7 @@ use crate::domain::{Availability, Depth, NodeState, QueueKind};
 pub use cache::SnapshotCache;
 
 /// One queue as last seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Seen {
     #[serde(rename = "v")]
     pub vhost: String,
@@ -129,6 +129,30 @@ pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Res
         )
         .to_owned();
     db.execute(&upsert).await.map(|_| ())
+}
+
+/// A fingerprint of what a snapshot shows (its queues and nodes, not when it was made):
+/// equal fingerprints, nothing to rewrite.
+pub fn fingerprint(snapshot: &Snapshot) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    snapshot.queues.hash(&mut h);
+    snapshot.nodes.hash(&mut h);
+    h.finish()
+}
+
+/// Marks the latest observation as made again at `snapshot`'s cycle and time, when
+/// what it shows did not change (one small statement instead of rewriting every queue);
+/// false when there is no latest observation to mark.
+pub async fn touch_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<bool, DbErr> {
+    let r = db
+        .execute_raw(db::stmt(
+            db.get_database_backend(),
+            "UPDATE latest_observation SET cycle = ?, observed_at = ? WHERE id = 1",
+            [snapshot.cycle.into(), snapshot.observed_at.as_str().into()],
+        ))
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// What the pages' ETags are made of: the digest of the latest observation's depths

@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DbErr, Value};
 
 use super::Seen;
 use crate::db::stmt;
-use crate::domain::QueueRef;
+use crate::domain::{QueueRef, by_names};
 
 /// Samples are kept this long (the queue page's chart shows 24 hours).
 pub const RETENTION_SECS: i64 = 25 * 3600;
@@ -38,7 +38,7 @@ impl Sampler {
         for q in queues {
             let Some(d) = q.depth else { continue };
             let values = [Some(d.messages), Some(d.ready), Some(d.unacked), q.consumers];
-            match self.last.get(&(q.vhost.clone(), q.name.clone())) {
+            match by_names(&self.last, &q.vhost, &q.name) {
                 Some((at, v)) if *at == minute || *v == values => {}
                 _ => {
                     rows.push(q);
@@ -118,7 +118,12 @@ impl Sampler {
     /// The growth per minute of a queue holding `messages` at `now` (Unix seconds), from
     /// the samples of the forecast window ([`crate::domain::alarms::growth`]).
     pub fn growth(&self, vhost: &str, name: &str, messages: u64, now: i64) -> Option<f64> {
-        let points = self.recent.get(&(vhost.to_owned(), name.to_owned()))?;
+        let points = by_names(&self.recent, vhost, name)?;
+        // Fewer than two earlier samples make no forecast (`alarms::growth` needs three
+        // with the one now): the common case, answered without a copy.
+        if points.len() < 2 {
+            return None;
+        }
         let mut all: Vec<Point> = points.iter().copied().filter(|(t, _)| *t < now).collect();
         all.push((now, messages));
         crate::domain::alarms::growth(&all, now)
