@@ -1,7 +1,7 @@
 //! Web benchmarks (`just bench web`), with wrk on loopback against `serve --no-guardian`
-//! in its own process: requests per second and p99 latency of `/queues` for an owner of
-//! 50 queues and for an admin over 100,000 queues (paged), and of the gauge refresh
-//! partial; then the server's CPU with 500 open dashboards refreshing every 5 seconds.
+//! in its own process: the p99 latency one request at a time, and the requests per
+//! second with 16 connections, of `/queues` for an owner of 50 queues and for an admin
+//! over 100,000 queues (paged), and of the gauge refresh partial; then the server's CPU with 500 open dashboards refreshing every 5 seconds.
 //! The observation of 100,000 queues is written directly (no broker needed to render).
 
 use std::process::{Child, Command, Stdio};
@@ -80,10 +80,17 @@ async fn session(app: &Context, url: &str, email: &str) -> String {
 }
 
 /// (requests per second, p99 latency in ms) from wrk's output.
-fn wrk(url: &str, cookie: &str, htmx: bool) -> (f64, f64) {
+/// Requests per second and p99 in ms: `load` with 16 connections on 2 threads (the
+/// throughput; its latency is mostly waiting for the 2 cores), else one request at a
+/// time (the latency a person sees).
+fn wrk(url: &str, cookie: &str, htmx: bool, load: bool) -> (f64, f64) {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t2", "-c16", "-d8s", "--latency", "-H"])
-        .arg(format!("Cookie: {cookie}"));
+    if load {
+        cmd.args(["-t2", "-c16", "-d8s"]);
+    } else {
+        cmd.args(["-t1", "-c1", "-d5s"]);
+    }
+    cmd.args(["--latency", "-H"]).arg(format!("Cookie: {cookie}"));
     if htmx {
         cmd.args(["-H", "HX-Request: true"]);
     }
@@ -227,17 +234,27 @@ fn main() {
         let owner_cookie = session(&app, &base, owner).await;
         let admin_cookie = session(&app, &base, admin).await;
 
-        let (rps, p99) = wrk(&format!("{base}/queues"), &owner_cookie, false);
-        println!("web /queues owner of 50 queues: {rps:.0} req/s, p99 {p99:.1} ms");
-        let (rps, p99) = wrk(&format!("{base}/queues?page=7"), &admin_cookie, false);
-        println!(
-            "web /queues admin over {QUEUES} queues (page 7 of {}): {rps:.0} req/s, p99 {p99:.1} ms",
-            QUEUES.div_ceil(50)
-        );
-        let (rps, p99) = wrk(&format!("{base}/queues/rows?page=7"), &admin_cookie, true);
-        println!("web /queues/rows gauge refresh, admin over {QUEUES}: {rps:.0} req/s, p99 {p99:.1} ms");
-        let (rps, p99) = wrk(&format!("{base}/queues/rows"), &owner_cookie, true);
-        println!("web /queues/rows gauge refresh, owner of 50: {rps:.0} req/s, p99 {p99:.1} ms");
+        let pages = [
+            (format!("{base}/queues"), &owner_cookie, false, "/queues, owner of 50 queues".to_owned()),
+            (
+                format!("{base}/queues?page=7"),
+                &admin_cookie,
+                false,
+                format!("/queues, admin over {QUEUES} queues (page 7 of {})", QUEUES.div_ceil(50)),
+            ),
+            (
+                format!("{base}/queues/rows?page=7"),
+                &admin_cookie,
+                true,
+                format!("/queues/rows gauge refresh, admin over {QUEUES}"),
+            ),
+            (format!("{base}/queues/rows"), &owner_cookie, true, "/queues/rows gauge refresh, owner of 50".to_owned()),
+        ];
+        for (url, cookie, htmx, what) in &pages {
+            let (_, alone) = wrk(url, cookie, *htmx, false);
+            let (rps, loaded) = wrk(url, cookie, *htmx, true);
+            println!("web {what}: p99 {alone:.1} ms one at a time; {rps:.0} req/s with 16 connections (p99 {loaded:.1} ms)");
+        }
 
         let (cpu, nm) = dashboards(&base, &admin_cookie, pid, 30, &app, false).await;
         println!("web 500 admin dashboards refreshing every 5 s, depths unchanged: server CPU {cpu:.1}% of one core, {nm:.0}% answered 304");
