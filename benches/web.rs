@@ -33,7 +33,7 @@ async fn snapshot(app: &Context, wave: u64) {
     let s = Snapshot {
         cycle: wave as i64 + 1,
         observed_at: db::now(),
-        queues: (0..QUEUES).map(|i| seen(i, wave)).collect(),
+        queues: std::sync::Arc::new((0..QUEUES).map(|i| seen(i, wave)).collect()),
         nodes: Vec::new(),
     };
     observations::store_latest(&app.db, &s).await.unwrap();

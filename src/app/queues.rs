@@ -171,7 +171,7 @@ impl Listing {
         })
     }
 
-    /// The queues `who` may see, with their records, in the broker's order. A queue
+    /// The queues `who` may see, with their records, by vhost and name. A queue
     /// deleted after the observation was read is left out: it is gone already.
     fn visible<'a>(&'a self, who: &'a Principal) -> impl Iterator<Item = (&'a Seen, Option<&'a QueueRecord>)> + 'a {
         let observed_at = self.snapshot.observed_at.as_str();

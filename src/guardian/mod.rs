@@ -246,7 +246,7 @@ impl Guardian {
         let snapshot = Snapshot {
             cycle: run.cycle,
             observed_at,
-            queues,
+            queues: std::sync::Arc::new(queues),
             nodes: run.nodes.clone(),
         };
         // Unchanged since this guardian last wrote it: only the cycle and time.

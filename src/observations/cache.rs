@@ -1,5 +1,6 @@
 //! The latest observation, parsed once per change and shared by every page that shows
-//! depths (a dashboard over 10,000 queues would otherwise parse it per request).
+//! depths (a dashboard over 10,000 queues would otherwise parse it per request), its
+//! queues sorted by vhost and name once (the listing's default order).
 
 use std::sync::{Arc, Mutex};
 
@@ -14,19 +15,35 @@ type Cached = (String, Arc<Snapshot>);
 pub struct SnapshotCache(Arc<Mutex<Option<Cached>>>);
 
 impl SnapshotCache {
-    /// The latest observation: from memory while its digest is unchanged (one small read).
+    /// The latest observation: from memory while its digest is unchanged (one small
+    /// read); a cycle that changed nothing only moves its cycle and time.
     pub async fn latest(&self, db: &impl ConnectionTrait) -> Result<Arc<Snapshot>, DbErr> {
-        let digest = super::digest(db).await?;
-        if let Ok(guard) = self.0.lock()
-            && let Some((d, snap)) = guard.as_ref()
-            && *d == digest
-            && !digest.is_empty()
+        let Some(stamp) = super::stamp(db).await? else {
+            return Ok(Arc::new(Snapshot::default()));
+        };
+        if let Ok(mut guard) = self.0.lock()
+            && let Some((d, snap)) = guard.as_mut()
+            && *d == stamp.digest
+            && !stamp.digest.is_empty()
         {
+            if snap.cycle != stamp.cycle || snap.observed_at != stamp.observed_at {
+                *snap = Arc::new(Snapshot {
+                    cycle: stamp.cycle,
+                    observed_at: stamp.observed_at,
+                    queues: snap.queues.clone(),
+                    nodes: snap.nodes.clone(),
+                });
+            }
             return Ok(snap.clone());
         }
-        let snap = Arc::new(super::latest(db).await?);
+        let mut snap = super::latest(db).await?;
+        let by_name = |a: &super::Seen, b: &super::Seen| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name));
+        if !snap.queues.is_sorted_by(|a, b| by_name(a, b).is_le()) {
+            Arc::make_mut(&mut snap.queues).sort_by(by_name);
+        }
+        let snap = Arc::new(snap);
         if let Ok(mut guard) = self.0.lock() {
-            *guard = Some((digest, snap.clone()));
+            *guard = Some((stamp.digest, snap.clone()));
         }
         Ok(snap)
     }

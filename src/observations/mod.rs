@@ -10,6 +10,8 @@ use sea_orm::sea_query::{Alias, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::db;
 use crate::domain::{Availability, Depth, NodeState, QueueKind};
 
@@ -86,13 +88,14 @@ mod compact {
 }
 
 /// Every queue of every guarded vhost at one cycle.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub cycle: i64,
     /// When the broker was read (the start of the read, so an act recorded after it is
     /// newer than what the snapshot shows).
     pub observed_at: String,
-    pub queues: Vec<Seen>,
+    /// Shared: a cycle that changed nothing re-stamps the snapshot without copying them.
+    pub queues: Arc<Vec<Seen>>,
     /// The broker's nodes and whether each runs, as last read (empty before).
     pub nodes: Vec<NodeState>,
 }
@@ -164,11 +167,33 @@ pub async fn version(db: &impl ConnectionTrait) -> Result<String, DbErr> {
 }
 
 async fn digest(db: &impl ConnectionTrait) -> Result<String, DbErr> {
-    Ok(
-        db::query_string(db, "SELECT digest FROM latest_observation WHERE id = 1", [])
-            .await?
-            .unwrap_or_default(),
-    )
+    Ok(stamp(db).await?.map(|s| s.digest).unwrap_or_default())
+}
+
+/// What tells whether a cached snapshot is still the latest: its digest (what it shows)
+/// and its cycle and time (re-stamped by cycles that changed nothing).
+pub(crate) struct Stamp {
+    pub digest: String,
+    pub cycle: i64,
+    pub observed_at: String,
+}
+
+pub(crate) async fn stamp(db: &impl ConnectionTrait) -> Result<Option<Stamp>, DbErr> {
+    let row = db
+        .query_one_raw(db::stmt(
+            db.get_database_backend(),
+            "SELECT digest, cycle, observed_at FROM latest_observation WHERE id = 1",
+            [],
+        ))
+        .await?;
+    row.map(|r| {
+        Ok(Stamp {
+            digest: r.try_get::<Option<String>>("", "digest")?.unwrap_or_default(),
+            cycle: r.try_get("", "cycle")?,
+            observed_at: r.try_get("", "observed_at")?,
+        })
+    })
+    .transpose()
 }
 
 /// When the latest observation was made ("" before the first one).
@@ -195,7 +220,7 @@ async fn latest(db: &impl ConnectionTrait) -> Result<Snapshot, DbErr> {
     Ok(Snapshot {
         cycle: row.try_get("", "cycle")?,
         observed_at: row.try_get("", "observed_at")?,
-        queues: serde_json::from_str(&data).map_err(bad)?,
+        queues: Arc::new(serde_json::from_str(&data).map_err(bad)?),
         nodes: nodes
             .map(|n| serde_json::from_str(&n))
             .transpose()

@@ -558,11 +558,11 @@ async fn depths_are_stored_for_the_dashboards() {
     w.vhost.fill("queue/alice/seen", 2).await;
     w.vhost.declare("queue/alice/empty").await;
     guarded(&w).await;
-    let latest = observations::SnapshotCache::default()
-        .latest(&w.t.app.db)
-        .await
-        .unwrap();
+    let cache = observations::SnapshotCache::default();
+    let latest = cache.latest(&w.t.app.db).await.unwrap();
     assert_eq!(latest.cycle, 1);
+    let names: Vec<&str> = latest.queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["queue/alice/empty", "queue/alice/seen"], "by vhost and name");
     let seen = latest.queues.iter().find(|q| q.name == "queue/alice/seen").unwrap();
     assert_eq!(
         (seen.depth, seen.consumers),
@@ -572,12 +572,24 @@ async fn depths_are_stored_for_the_dashboards() {
     let samples = observations::samples::of_queue(&w.t.app.db, &queue, 0).await.unwrap();
     assert_eq!(samples.len(), 1);
     assert_eq!(samples[0].1, 2);
-    // Nothing changed: no new sample rows.
+    // Nothing changed: no new sample rows, and the observation is only re-stamped: the
+    // cache shows the new cycle and time with the queues it holds.
     guarded(&w).await;
     let rows = db::query_i64(&w.t.app.db, "SELECT COUNT(*) FROM samples", [])
         .await
         .unwrap();
     assert_eq!(rows, 2);
+    let again = cache.latest(&w.t.app.db).await.unwrap();
+    assert_eq!(again.cycle, 2, "the page says when the guardian last looked");
+    assert!(again.observed_at >= latest.observed_at);
+    assert!(std::sync::Arc::ptr_eq(&again.queues, &latest.queues), "not read again");
+    assert_eq!(
+        *again,
+        *observations::SnapshotCache::default()
+            .latest(&w.t.app.db)
+            .await
+            .unwrap()
+    );
 }
 
 /// Two `serve` processes on one database: one guards, the other stands by and says so
