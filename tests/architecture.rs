@@ -169,6 +169,7 @@ fn only_the_read_side_reads_or_writes_read_model_sql() {
         "projection_failures",
         "samples",
         "latest_observation",
+        "observation_stamp",
         "archives",
         "archive_segments",
         "queue_activity",

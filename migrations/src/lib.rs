@@ -20,6 +20,7 @@ mod m0010_alarms;
 mod m0011_alerts;
 mod m0012_clusters;
 mod m0013_node_states;
+mod m0014_observation_stamp;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_alerts::Migration),
             Box::new(m0012_clusters::Migration),
             Box::new(m0013_node_states::Migration),
+            Box::new(m0014_observation_stamp::Migration),
         ]
     }
 }

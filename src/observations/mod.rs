@@ -106,7 +106,7 @@ impl Snapshot {
     }
 }
 
-/// Replaces the latest observation (one statement).
+/// Replaces the latest observation and its stamp (two statements).
 pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<(), DbErr> {
     let bad = |e: serde_json::Error| DbErr::Custom(e.to_string());
     let data = serde_json::to_string(&snapshot.queues).map_err(bad)?;
@@ -123,6 +123,23 @@ pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Res
             snapshot.observed_at.as_str().into(),
             data.into(),
             nodes.into(),
+            digest.as_str().into(),
+        ])
+        .on_conflict(
+            OnConflict::column(Alias::new("id"))
+                .update_columns(cols.map(Alias::new))
+                .to_owned(),
+        )
+        .to_owned();
+    db.execute(&upsert).await?;
+    let cols = ["cycle", "observed_at", "digest"];
+    let stamp = Query::insert()
+        .into_table(Alias::new("observation_stamp"))
+        .columns(std::iter::once("id").chain(cols).map(Alias::new))
+        .values_panic([
+            1.into(),
+            snapshot.cycle.into(),
+            snapshot.observed_at.as_str().into(),
             digest.into(),
         ])
         .on_conflict(
@@ -131,7 +148,7 @@ pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Res
                 .to_owned(),
         )
         .to_owned();
-    db.execute(&upsert).await.map(|_| ())
+    db.execute(&stamp).await.map(|_| ())
 }
 
 /// A fingerprint of what a snapshot shows (its queues and nodes, not when it was made):
@@ -151,7 +168,7 @@ pub async fn touch_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Res
     let r = db
         .execute_raw(db::stmt(
             db.get_database_backend(),
-            "UPDATE latest_observation SET cycle = ?, observed_at = ? WHERE id = 1",
+            "UPDATE observation_stamp SET cycle = ?, observed_at = ? WHERE id = 1",
             [snapshot.cycle.into(), snapshot.observed_at.as_str().into()],
         ))
         .await?;
@@ -182,7 +199,7 @@ pub(crate) async fn stamp(db: &impl ConnectionTrait) -> Result<Option<Stamp>, Db
     let row = db
         .query_one_raw(db::stmt(
             db.get_database_backend(),
-            "SELECT digest, cycle, observed_at FROM latest_observation WHERE id = 1",
+            "SELECT digest, cycle, observed_at FROM observation_stamp WHERE id = 1",
             [],
         ))
         .await?;
@@ -199,7 +216,7 @@ pub(crate) async fn stamp(db: &impl ConnectionTrait) -> Result<Option<Stamp>, Db
 /// When the latest observation was made ("" before the first one).
 pub async fn latest_observed_at(db: &impl ConnectionTrait) -> Result<String, DbErr> {
     Ok(
-        db::query_string(db, "SELECT observed_at FROM latest_observation WHERE id = 1", [])
+        db::query_string(db, "SELECT observed_at FROM observation_stamp WHERE id = 1", [])
             .await?
             .unwrap_or_default(),
     )

@@ -143,7 +143,7 @@ async fn a_standby_takes_over_from_a_killed_guardian_and_nothing_is_lost_or_doub
     .await;
     // Three more cycles change nothing.
     let cycle = || async {
-        pulseguardian::db::query_i64(&t.app.db, "SELECT cycle FROM latest_observation WHERE id = 1", [])
+        pulseguardian::db::query_i64(&t.app.db, "SELECT cycle FROM observation_stamp WHERE id = 1", [])
             .await
             .unwrap_or(0)
     };
