@@ -216,9 +216,14 @@ async fn a_token_is_renewed_before_it_expires() {
         "renewed {:?} after the first, which lived 5 s",
         second_at - first_at
     );
+    // The client counts the four fifths from when it asked for the first token, the
+    // endpoint stamps a token when it answers: the first request's own time falls
+    // between the two (it is well under the half second allowed here; a client that
+    // renewed on every request would renew within milliseconds).
     assert!(
-        second_at - first_at >= Duration::from_secs(4),
-        "not before four fifths of its life"
+        second_at - first_at >= Duration::from_millis(3500),
+        "not long before four fifths of its life: {:?}",
+        second_at - first_at
     );
 }
 
