@@ -220,7 +220,6 @@ impl Guardian {
         run.cycle += 1;
         let unix = Utc::now().timestamp();
         let sampler = &run.sampler;
-        let forecastable = sampler.forecastable();
         let queues = observed
             .into_iter()
             .zip(counts)
@@ -228,7 +227,6 @@ impl Guardian {
                 growth: q
                     .depth
                     .filter(|_| q.kind != QueueKind::Stream)
-                    .filter(|_| !forecastable.is_empty() && forecastable.contains(&(q.vhost.as_str(), q.name.as_str())))
                     .and_then(|d| sampler.growth(&q.vhost, &q.name, d.messages, unix))
                     .map(observations::Seen::hundredths),
                 consumers,
@@ -266,18 +264,16 @@ impl Guardian {
         let vhosts = &self.ctx.config.rabbit_vhosts;
         let broker = &self.ctx.broker;
         let fetches = vhosts.iter().map(|v| broker.queue_depths(v));
-        let mut lists = futures::future::try_join_all(fetches).await?;
-        // One vhost (the common case) is taken as it is; several are joined into one
-        // list allocated once (100,000 queues are tens of megabytes).
-        let depths: Vec<QueueDepth> = if lists.len() == 1 {
-            lists.pop().unwrap_or_default()
-        } else {
-            let mut all = Vec::with_capacity(lists.iter().map(Vec::len).sum());
-            for list in lists {
-                all.extend(list);
-            }
-            all
-        };
+        let lists = futures::future::try_join_all(fetches).await?;
+        // The first vhost's list grows to hold the others' (one vhost, the common case,
+        // is not copied at all: 100,000 queues are tens of megabytes).
+        let total: usize = lists.iter().map(Vec::len).sum();
+        let mut lists = lists.into_iter();
+        let mut depths: Vec<QueueDepth> = lists.next().unwrap_or_default();
+        depths.reserve(total - depths.len());
+        for list in lists {
+            depths.extend(list);
+        }
         // New queues get their count at once; the others every CONSUMERS_EVERY.
         let new_queue = depths
             .iter()

@@ -36,14 +36,14 @@ impl SnapshotCache {
             }
             return Ok(snap.clone());
         }
-        let mut snap = super::latest(db).await?;
-        snap.cycle = stamp.cycle;
-        snap.observed_at = stamp.observed_at;
-        let by_name = |a: &super::Seen, b: &super::Seen| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name));
-        if !snap.queues.is_sorted_by(|a, b| by_name(a, b).is_le()) {
-            Arc::make_mut(&mut snap.queues).sort_by(by_name);
-        }
-        let snap = Arc::new(snap);
+        let (mut queues, nodes) = super::latest(db).await?;
+        queues.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        let snap = Arc::new(Snapshot {
+            cycle: stamp.cycle,
+            observed_at: stamp.observed_at,
+            queues: Arc::new(queues),
+            nodes,
+        });
         if let Ok(mut guard) = self.0.lock() {
             *guard = Some((stamp.digest, snap.clone()));
         }

@@ -106,49 +106,45 @@ impl Snapshot {
     }
 }
 
-/// Replaces the latest observation and its stamp (two statements).
+/// Replaces the latest observation and its stamp (two statements). The stamp's table
+/// is the truth for the cycle and time: a cycle that changed nothing moves only those
+/// ([`touch_latest`]), so the same columns of `latest_observation` say when it was last
+/// written in full, and nothing reads them.
 pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<(), DbErr> {
     let bad = |e: serde_json::Error| DbErr::Custom(e.to_string());
     let data = serde_json::to_string(&snapshot.queues).map_err(bad)?;
     let nodes = serde_json::to_string(&snapshot.nodes).map_err(bad)?;
     // A node that stops or starts changes the pages even when no queue changes.
     let digest = crate::events::hash::sha256_hex(format!("{data}\n{nodes}").as_bytes());
-    let cols = ["cycle", "observed_at", "data", "nodes", "digest"];
+    let stamp = [
+        ("cycle", snapshot.cycle.into()),
+        ("observed_at", snapshot.observed_at.as_str().into()),
+        ("digest", digest.as_str().into()),
+    ];
+    let mut row = stamp.to_vec();
+    row.extend([("data", data.into()), ("nodes", nodes.into())]);
+    upsert_the_one_row(db, "latest_observation", row).await?;
+    upsert_the_one_row(db, "observation_stamp", stamp.to_vec()).await
+}
+
+/// Inserts or replaces the row `id = 1` of `table` with `values`.
+async fn upsert_the_one_row(
+    db: &impl ConnectionTrait,
+    table: &str,
+    values: Vec<(&'static str, sea_orm::Value)>,
+) -> Result<(), DbErr> {
+    let (cols, values): (Vec<_>, Vec<_>) = values.into_iter().unzip();
     let upsert = Query::insert()
-        .into_table(Alias::new("latest_observation"))
-        .columns(std::iter::once("id").chain(cols).map(Alias::new))
-        .values_panic([
-            1.into(),
-            snapshot.cycle.into(),
-            snapshot.observed_at.as_str().into(),
-            data.into(),
-            nodes.into(),
-            digest.as_str().into(),
-        ])
+        .into_table(Alias::new(table))
+        .columns(std::iter::once("id").chain(cols.iter().copied()).map(Alias::new))
+        .values_panic(std::iter::once(1.into()).chain(values.into_iter().map(Into::into)))
         .on_conflict(
             OnConflict::column(Alias::new("id"))
-                .update_columns(cols.map(Alias::new))
+                .update_columns(cols.into_iter().map(Alias::new))
                 .to_owned(),
         )
         .to_owned();
-    db.execute(&upsert).await?;
-    let cols = ["cycle", "observed_at", "digest"];
-    let stamp = Query::insert()
-        .into_table(Alias::new("observation_stamp"))
-        .columns(std::iter::once("id").chain(cols).map(Alias::new))
-        .values_panic([
-            1.into(),
-            snapshot.cycle.into(),
-            snapshot.observed_at.as_str().into(),
-            digest.into(),
-        ])
-        .on_conflict(
-            OnConflict::column(Alias::new("id"))
-                .update_columns(cols.map(Alias::new))
-                .to_owned(),
-        )
-        .to_owned();
-    db.execute(&stamp).await.map(|_| ())
+    db.execute(&upsert).await.map(|_| ())
 }
 
 /// A fingerprint of what a snapshot shows (its queues and nodes, not when it was made):
@@ -222,28 +218,27 @@ pub async fn latest_observed_at(db: &impl ConnectionTrait) -> Result<String, DbE
     )
 }
 
-async fn latest(db: &impl ConnectionTrait) -> Result<Snapshot, DbErr> {
+/// The latest observation's queues and nodes; its cycle and time are the stamp's.
+async fn latest(db: &impl ConnectionTrait) -> Result<(Vec<Seen>, Vec<NodeState>), DbErr> {
     let row = db
         .query_one_raw(db::stmt(
             db.get_database_backend(),
-            "SELECT cycle, observed_at, data, nodes FROM latest_observation WHERE id = 1",
+            "SELECT data, nodes FROM latest_observation WHERE id = 1",
             [],
         ))
         .await?;
-    let Some(row) = row else { return Ok(Snapshot::default()) };
+    let Some(row) = row else { return Ok(Default::default()) };
     let data: String = row.try_get("", "data")?;
     let nodes: Option<String> = row.try_get("", "nodes")?;
     let bad = |e: serde_json::Error| DbErr::Custom(e.to_string());
-    Ok(Snapshot {
-        cycle: row.try_get("", "cycle")?,
-        observed_at: row.try_get("", "observed_at")?,
-        queues: Arc::new(serde_json::from_str(&data).map_err(bad)?),
-        nodes: nodes
+    Ok((
+        serde_json::from_str(&data).map_err(bad)?,
+        nodes
             .map(|n| serde_json::from_str(&n))
             .transpose()
             .map_err(bad)?
             .unwrap_or_default(),
-    })
+    ))
 }
 
 #[cfg(test)]

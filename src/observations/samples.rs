@@ -115,16 +115,6 @@ impl Sampler {
         Ok(rows.len())
     }
 
-    /// The queues with enough samples for a forecast (two or more in the window, with
-    /// the one now three): the few that changed lately. The others have no growth.
-    pub fn forecastable(&self) -> std::collections::HashSet<(&str, &str)> {
-        self.recent
-            .iter()
-            .filter(|(_, points)| points.len() >= 2)
-            .map(|((v, n), _)| (v.as_str(), n.as_str()))
-            .collect()
-    }
-
     /// The growth per minute of a queue holding `messages` at `now` (Unix seconds), from
     /// the samples of the forecast window ([`crate::domain::alarms::growth`]).
     pub fn growth(&self, vhost: &str, name: &str, messages: u64, now: i64) -> Option<f64> {

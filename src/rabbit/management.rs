@@ -157,11 +157,24 @@ impl ManagementClient {
 
     /// GET that must succeed; a 404 is an error too.
     async fn get<T: DeserializeOwned>(&self, segments: &[&str], query: &str) -> Result<T, BrokerError> {
-        self.get_opt(segments, query).await?.ok_or_else(|| BrokerError::Status {
-            status: 404,
-            what: format!("GET /api/{}", segments.join("/")),
-            body: "not found".into(),
-        })
+        self.get_with(segments, query, |bytes| serde_json::from_slice(bytes))
+            .await
+    }
+
+    /// GET that must succeed, the body read by `decode`; a 404 is an error too.
+    async fn get_with<T>(
+        &self,
+        segments: &[&str],
+        query: &str,
+        decode: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
+    ) -> Result<T, BrokerError> {
+        self.get_decoded(segments, query, decode)
+            .await?
+            .ok_or_else(|| BrokerError::Status {
+                status: 404,
+                what: format!("GET /api/{}", segments.join("/")),
+                body: "not found".into(),
+            })
     }
 
     /// GET where a 404 means "there is none".
@@ -192,14 +205,7 @@ impl ManagementClient {
 
     /// A vhost's queue listing with `query`, read leniently ([`decode_depths`]).
     async fn depth_listing(&self, vhost: &str, query: &str) -> Result<Vec<QueueDepth>, BrokerError> {
-        let raw = self
-            .get_decoded(&["queues", vhost], query, decode_depths)
-            .await?
-            .ok_or_else(|| BrokerError::Status {
-                status: 404,
-                what: format!("GET /api/queues/{vhost}"),
-                body: "not found".into(),
-            })?;
+        let raw = self.get_with(&["queues", vhost], query, decode_depths).await?;
         Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
     }
 
@@ -236,7 +242,7 @@ fn describe(e: &reqwest::Error) -> String {
 /// The columns of a depth listing.
 const DEPTH_COLUMNS: &str = "name,vhost,type,node,state,leader,members,online,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawDepth {
     name: String,
     vhost: Option<String>,
@@ -359,16 +365,7 @@ impl RawDepth {
                     vhost,
                     kind,
                     node,
-                    messages: None,
-                    messages_ready: None,
-                    messages_unacknowledged: None,
-                    arguments: None,
-                    policy: None,
-                    operator_policy: None,
-                    state: None,
-                    leader: None,
-                    members: None,
-                    online: None,
+                    ..RawDepth::default()
                 })
             }
         }
