@@ -90,7 +90,12 @@ async fn a_node_down_leaves_its_queues_alone_and_the_rest_guarded() {
     // cannot be counted.
     w.vhost.publish(here, 4).await;
     let r = guarded(&w).await;
-    assert_eq!(r.deleted, 1, "only node 1's queue");
+    let deleted: Vec<String> = events_of(&w, "QueueDeleted")
+        .await
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(r.deleted, 1, "only node 1's queue: {deleted:?}");
     assert!(!w.vhost.exists(here).await);
     assert!(
         w.vhost.exists(quorum).await,
