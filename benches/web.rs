@@ -35,6 +35,7 @@ async fn snapshot(app: &Context, wave: u64) {
         observed_at: db::now(),
         queues: std::sync::Arc::new((0..QUEUES).map(|i| seen(i, wave)).collect()),
         nodes: Vec::new(),
+        owners: None,
     };
     observations::store_latest(&app.db, &s).await.unwrap();
 }

@@ -25,7 +25,7 @@
 //!   a reserved, unbounded or stream one). A pending deletion for being unused is
 //!   abandoned when a consumer is back. Streams are never alarmed for their count.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::alarms::{self, Forecast, Limits, Turn, Unused};
 use super::archive::{Mandate, Segment, StopReason};
@@ -367,6 +367,77 @@ pub fn plan(q: Queue<'_>, seen: Seen, policy: &Policy, now: DateTime<Utc>) -> Pl
     }
     archiving(&mut out, q, depth, policy, &eff);
     out
+}
+
+/// How long a queue whose plan is empty now stays without one while nothing it is
+/// planned on changes but the clock. The guardian does not plan such a queue again before
+/// then (a steady broker of 100,000 queues is mostly queues at rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rest {
+    /// Plan it again next cycle: it is in an excursion, an episode or a deletion, or its
+    /// count moves.
+    No,
+    /// Nothing to plan before this moment (a queue idle or unused for long enough then).
+    Until(DateTime<Utc>),
+    /// Nothing to plan until something changes.
+    Forever,
+}
+
+impl Rest {
+    /// Whether the queue may go unplanned at `now`.
+    pub fn holds_at(self, now: DateTime<Utc>) -> bool {
+        match self {
+            Rest::No => false,
+            Rest::Until(t) => now < t,
+            Rest::Forever => true,
+        }
+    }
+}
+
+/// The rest of a queue whose plan at `now` ([`plan`]) is empty. Only the rules that wait
+/// for time to pass can end it: a queue with messages and no consumer for the minutes
+/// in force, and a queue unused for the days in force. Anything else of interest (above
+/// its warning size, growing, warned, in an episode, being deleted or archived) is
+/// planned every cycle.
+pub fn rest(q: Queue<'_>, seen: Seen, policy: &Policy) -> Rest {
+    let s = q.state;
+    if s.delete_pending || s.archiving || s.warned || s.unconsumed || s.overflowing || s.unused.is_some() {
+        return Rest::No;
+    }
+    if q.live.archiver_running {
+        return Rest::No;
+    }
+    // A stream (by its limits), a count not known, and a reserved queue: no rule of
+    // theirs waits for time.
+    let depth = match seen {
+        Seen::Gone => return Rest::No,
+        _ if q.live.kind == QueueKind::Stream && q.live.available && *q.owner != Ownership::Reserved => {
+            return Rest::Forever;
+        }
+        Seen::Unknown => return Rest::Forever,
+        Seen::Depth(_) if *q.owner == Ownership::Reserved => return Rest::Forever,
+        Seen::Depth(d) => d,
+    };
+    let eff = policy.effective(&s.overrides);
+    if q.live.growth.is_some() || depth.messages > eff.warn_size || depth.messages > eff.del_size {
+        return Rest::No;
+    }
+    let mut until: Option<DateTime<Utc>> = None;
+    let mut wake = |at: DateTime<Utc>| until = Some(until.map_or(at, |u| u.min(at)));
+    if q.live.consumers == Some(0) && q.live.kind != QueueKind::Stream {
+        if eff.unconsumed_minutes > 0
+            && depth.messages > 0
+            && let Some(since) = q.live.idle_since
+        {
+            wake(since + Duration::minutes(eff.unconsumed_minutes.into()));
+        }
+        if !eff.unbounded
+            && let (Some(days), Some(last)) = (policy.alarms.unused_days.filter(|d| *d > 0), q.live.last_used)
+        {
+            wake(last + Duration::days(days.into()));
+        }
+    }
+    until.map_or(Rest::Forever, Rest::Until)
 }
 
 /// A stream's count is an offset span that reading does not shrink: a stream is never
@@ -2030,5 +2101,241 @@ mod tests {
             p.record.is_empty() && p.delete.is_none(),
             "no decision on an unknown count"
         );
+    }
+}
+
+#[cfg(test)]
+mod rest_tests {
+    //! A queue at rest is not planned again before its rest ends: nothing the planner
+    //! would have recorded or done in that time may be missed.
+
+    use super::*;
+    use chrono::Duration;
+    use proptest::prelude::*;
+
+    fn start() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-02T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn policy(minutes: u32, unused_days: Option<u32>, archive: Option<u64>, dry_run: bool, warn_after: i64) -> Policy {
+        Policy {
+            warn_size: 2000,
+            del_size: 8000,
+            dry_run,
+            warn_cooldown: Duration::hours(1),
+            archive_size: archive,
+            max_archive: 100_000,
+            alarms: crate::domain::policy::AlarmPolicy {
+                unconsumed_minutes: minutes,
+                unused_days,
+                unused_grace_days: 7,
+                reminder_hours: 24,
+                warn_after: Duration::seconds(warn_after),
+            },
+        }
+    }
+
+    fn empty(p: &Plan) -> bool {
+        p.record.is_empty() && p.delete.is_none() && p.archive.is_none() && p.stop_archiver.is_none()
+    }
+
+    /// Minutes before the start, or none.
+    fn ago() -> impl Strategy<Value = Option<i64>> {
+        prop_oneof![1 => Just(None), 3 => (0i64..60 * 24 * 40).prop_map(Some)]
+    }
+
+    #[derive(Debug, Clone)]
+    struct Case {
+        state: QueueState,
+        owner: Ownership,
+        kind: QueueKind,
+        consumers: Option<u64>,
+        seen: Seen,
+        live: (bool, bool, Option<f64>, Option<u64>, bool, bool, bool),
+        limits: Limits,
+        times: (Option<i64>, Option<i64>, Option<i64>),
+        policy: Policy,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        let state = (
+            any::<[bool; 8]>(),
+            ago(),
+            prop_oneof![Just(None), (1u64..5000).prop_map(Some)],
+            any::<bool>(),
+        )
+            .prop_map(|(f, last_warning, owner_warn, unbounded)| QueueState {
+                warned: f[0],
+                notified: f[1],
+                delete_pending: f[2] && f[3],
+                archiving: f[4] && f[5],
+                unconsumed: f[6] && f[7],
+                overflowing: f[0] && f[3],
+                dry_run_flagged: f[1] && f[5],
+                last_warning_at: last_warning.map(|m| start() - Duration::minutes(m)),
+                overrides: crate::domain::policy::Overrides {
+                    unbounded,
+                    owner: crate::domain::policy::OwnerAlarms {
+                        warn_size: owner_warn,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+        let owner = prop_oneof![
+            4 => Just(Ownership::Account("alice".into())),
+            1 => Just(Ownership::Unknown),
+            1 => Just(Ownership::Reserved),
+        ];
+        let kind = prop_oneof![6 => Just(QueueKind::Classic), 2 => Just(QueueKind::Quorum), 1 => Just(QueueKind::Stream)];
+        let consumers = prop_oneof![1 => Just(None), 4 => Just(Some(0)), 2 => (1u64..4).prop_map(Some)];
+        let seen = prop_oneof![
+            8 => (0u64..12_000, 0u64..50).prop_map(|(r, u)| Seen::Depth(Depth::of(r, u))),
+            1 => Just(Seen::Unknown),
+            1 => Just(Seen::Gone),
+        ];
+        let live = (
+            any::<bool>(),
+            prop_oneof![4 => Just(true), 1 => Just(false)],
+            prop_oneof![4 => Just(None), 1 => (-50.0f64..50.0).prop_map(Some)],
+            prop_oneof![Just(None), (0u64..100_000).prop_map(Some)],
+            any::<bool>(),
+            any::<bool>(),
+            prop_oneof![5 => Just(true), 1 => Just(false)],
+        );
+        let limits = prop_oneof![
+            3 => Just(Limits::default()),
+            1 => (1u64..12_000).prop_map(|n| Limits { max_length: Some(n), ..Default::default() }),
+            1 => (1u64..10_000).prop_map(|n| Limits { max_bytes: Some(n), ..Default::default() }),
+        ];
+        let policy = (
+            prop_oneof![Just(0u32), Just(5), Just(60)],
+            prop_oneof![Just(None), (1u32..30).prop_map(Some)],
+            prop_oneof![Just(None), Just(Some(3000u64))],
+            any::<bool>(),
+            prop_oneof![Just(0i64), Just(60)],
+        )
+            .prop_map(|(m, d, a, dry, after)| policy(m, d, a, dry, after));
+        (state, owner, kind, consumers, seen, live, limits, (ago(), ago(), ago()), policy).prop_map(
+            |(state, owner, kind, consumers, seen, live, limits, times, policy)| Case {
+                state,
+                owner,
+                kind,
+                consumers,
+                seen,
+                live,
+                limits,
+                times,
+                policy,
+            },
+        )
+    }
+
+    fn plan_at(c: &Case, now: DateTime<Utc>) -> (Plan, Rest) {
+        let queue = QueueRef::new("/", "queue/alice/jobs");
+        let recipients = vec!["ann@x.org".to_owned()];
+        let at = |m: Option<i64>| m.map(|m| start() - Duration::minutes(m));
+        let (archiver_running, storage_ok, growth, bytes, policies_known, hooked, available) = c.live;
+        let q = Queue {
+            queue: &queue,
+            state: &c.state,
+            owner: &c.owner,
+            recipients: &recipients,
+            live: Live {
+                kind: c.kind,
+                consumers: c.consumers,
+                archiver_running,
+                storage_ok,
+                growth,
+                limits: c.limits,
+                bytes,
+                idle_since: at(c.times.0),
+                last_used: at(c.times.1),
+                over_since: at(c.times.2),
+                policies_known,
+                hooked,
+                available,
+            },
+        };
+        (plan(q, c.seen, &c.policy, now), rest(q, c.seen, &c.policy))
+    }
+
+    proptest! {
+        #[test]
+        fn a_queue_at_rest_has_nothing_planned_until_its_rest_ends(
+            c in case(),
+            probes in proptest::collection::vec(0i64..400 * 24 * 3600, 1..8),
+        ) {
+            let (now_plan, rest) = plan_at(&c, start());
+            prop_assume!(empty(&now_plan));
+            let end = match rest {
+                Rest::No => return Ok(()),
+                Rest::Until(t) => t,
+                Rest::Forever => start() + Duration::days(400),
+            };
+            let mut times: Vec<DateTime<Utc>> = probes.iter().map(|s| start() + Duration::seconds(*s)).collect();
+            times.push(end - Duration::seconds(1));
+            for t in times.into_iter().filter(|t| *t >= start() && *t < end) {
+                let (p, _) = plan_at(&c, t);
+                prop_assert!(empty(&p), "planned at {t} during a rest until {end}: {p:?} for {c:?}");
+            }
+        }
+    }
+
+    fn quiet(consumers: Option<u64>, messages: u64, idle_minutes: Option<i64>, unused_days: Option<u32>) -> Case {
+        Case {
+            state: QueueState::default(),
+            owner: Ownership::Account("alice".into()),
+            kind: QueueKind::Classic,
+            consumers,
+            seen: Seen::Depth(Depth::of(messages, 0)),
+            live: (false, true, None, None, true, false, true),
+            limits: Limits::default(),
+            times: (idle_minutes, Some(60 * 24), None),
+            policy: policy(60, unused_days, None, false, 0),
+        }
+    }
+
+    #[test]
+    fn given_an_empty_queue_without_consumers_and_no_unused_rule_then_it_rests_until_something_changes() {
+        assert_eq!(plan_at(&quiet(Some(0), 0, Some(600), None), start()).1, Rest::Forever);
+    }
+
+    #[test]
+    fn given_a_queue_with_messages_and_no_consumer_then_it_rests_until_its_minutes_without_one_are_up() {
+        let (p, r) = plan_at(&quiet(Some(0), 5, Some(10), None), start());
+        assert!(empty(&p));
+        assert_eq!(r, Rest::Until(start() + Duration::minutes(50)));
+        // At the end of the rest the alarm is due.
+        let (p, _) = plan_at(&quiet(Some(0), 5, Some(10), None), start() + Duration::minutes(50));
+        assert!(matches!(&p.record[..], [Planned { event: Event::QueueUnconsumed(_), .. }]));
+    }
+
+    #[test]
+    fn given_the_unused_rule_then_a_queue_without_consumers_rests_until_its_days_are_up() {
+        // Last used a day ago, the rule is three days: two days of rest.
+        let (_, r) = plan_at(&quiet(Some(0), 0, None, Some(3)), start());
+        assert_eq!(r, Rest::Until(start() + Duration::days(2)));
+        // A consumer: neither rule waits.
+        assert_eq!(plan_at(&quiet(Some(1), 5, None, Some(3)), start()).1, Rest::Forever);
+    }
+
+    #[test]
+    fn given_a_queue_above_its_warning_size_or_growing_or_warned_then_it_is_planned_every_cycle() {
+        let mut c = quiet(Some(0), 2500, None, None);
+        c.policy.alarms.warn_after = Duration::seconds(60);
+        c.times.2 = Some(0);
+        let (p, r) = plan_at(&c, start());
+        assert!(empty(&p), "not held long enough yet");
+        assert_eq!(r, Rest::No);
+        let mut c = quiet(Some(0), 10, None, None);
+        c.live.2 = Some(3.0);
+        assert_eq!(plan_at(&c, start()).1, Rest::No);
+        let mut c = quiet(Some(0), 10, None, None);
+        c.state.warned = true;
+        assert_eq!(plan_at(&c, start()).1, Rest::No);
     }
 }

@@ -246,6 +246,7 @@ impl Guardian {
             observed_at,
             queues: std::sync::Arc::new(queues),
             nodes: run.nodes.clone(),
+            owners: None,
         };
         // Unchanged since this guardian last wrote it: only the cycle and time.
         let fingerprint = observations::fingerprint(&snapshot);

@@ -1,6 +1,7 @@
 //! The latest observation, parsed once per change and shared by every page that shows
 //! depths (a dashboard over 10,000 queues would otherwise parse it per request), its
-//! queues sorted by vhost and name once (the listing's default order).
+//! queues sorted by vhost and name once (the listing's default order) and indexed by
+//! their owners.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +33,7 @@ impl SnapshotCache {
                     observed_at: stamp.observed_at,
                     queues: snap.queues.clone(),
                     nodes: snap.nodes.clone(),
+                    owners: snap.owners.clone(),
                 });
             }
             return Ok(snap.clone());
@@ -41,6 +43,7 @@ impl SnapshotCache {
         let snap = Arc::new(Snapshot {
             cycle: stamp.cycle,
             observed_at: stamp.observed_at,
+            owners: Some(Arc::new(super::owners_of(&queues))),
             queues: Arc::new(queues),
             nodes,
         });

@@ -98,12 +98,57 @@ pub struct Snapshot {
     pub queues: Arc<Vec<Seen>>,
     /// The broker's nodes and whether each runs, as last read (empty before).
     pub nodes: Vec<NodeState>,
+    /// Where each account's queues are in `queues` (built by [`SnapshotCache`], whose
+    /// queues are in order; `None` elsewhere): an owner's page looks at theirs only.
+    pub owners: Option<Arc<Owners>>,
 }
+
+/// The positions in a snapshot's queues of each account's queues, in order.
+pub type Owners = std::collections::HashMap<String, Vec<u32>>;
 
 impl Snapshot {
     pub fn find(&self, vhost: &str, name: &str) -> Option<&Seen> {
+        if self.owners.is_some() {
+            // In order (the cache sorted them): a binary search.
+            let key = (vhost, name);
+            return self
+                .queues
+                .binary_search_by(|s| (s.vhost.as_str(), s.name.as_str()).cmp(&key))
+                .ok()
+                .map(|i| &self.queues[i]);
+        }
         self.queues.iter().find(|s| s.vhost == vhost && s.name == name)
     }
+
+    /// The queues of these accounts, in the snapshot's order; `None` when the snapshot
+    /// has no index of its owners.
+    pub fn of_accounts<'a>(&'a self, accounts: impl IntoIterator<Item = &'a String>) -> Option<Vec<&'a Seen>> {
+        let owners = self.owners.as_ref()?;
+        let mut at: Vec<u32> = accounts
+            .into_iter()
+            .filter_map(|a| owners.get(a))
+            .flatten()
+            .copied()
+            .collect();
+        at.sort_unstable();
+        Some(at.into_iter().map(|i| &self.queues[i as usize]).collect())
+    }
+}
+
+/// Indexes queues in order by the account their names name.
+pub fn owners_of(queues: &[Seen]) -> Owners {
+    let mut owners = Owners::new();
+    for (i, s) in queues.iter().enumerate() {
+        if let Some(a) = crate::domain::owner_of(&s.name) {
+            match owners.get_mut(a) {
+                Some(at) => at.push(i as u32),
+                None => {
+                    owners.insert(a.to_owned(), vec![i as u32]);
+                }
+            }
+        }
+    }
+    owners
 }
 
 /// Replaces the latest observation and its stamp (two statements). The stamp's table
@@ -262,5 +307,61 @@ mod tests {
         assert_eq!(serde_json::from_str::<Seen>(&json).unwrap(), s);
         let unknown: Seen = serde_json::from_str(r#"{"v":"/","n":"q","d":null,"c":null}"#).unwrap();
         assert_eq!(unknown.depth, None);
+    }
+
+    fn seen(vhost: &str, name: &str) -> Seen {
+        Seen {
+            vhost: vhost.into(),
+            name: name.into(),
+            depth: None,
+            consumers: None,
+            kind: QueueKind::Classic,
+            growth: None,
+            availability: Availability::Up,
+            node: None,
+        }
+    }
+
+    #[test]
+    fn given_an_indexed_snapshot_then_an_account_gets_its_queues_in_order_and_a_queue_is_found() {
+        let mut queues = vec![
+            seen("/", "queue/bob/a"),
+            seen("/", "queue/alice/z"),
+            seen("other", "queue/alice/a"),
+            seen("/", "queue/alice/a"),
+            seen("/", "not-owned"),
+            seen("/", "queue/alicex/a"),
+        ];
+        queues.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        let snap = Snapshot {
+            owners: Some(Arc::new(owners_of(&queues))),
+            queues: Arc::new(queues),
+            ..Snapshot::default()
+        };
+        let names = |accounts: &[&str]| {
+            let accounts: Vec<String> = accounts.iter().map(|a| a.to_string()).collect();
+            snap.of_accounts(&accounts)
+                .unwrap()
+                .into_iter()
+                .map(|s| format!("{}:{}", s.vhost, s.name))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&["alice"]), ["/:queue/alice/a", "/:queue/alice/z", "other:queue/alice/a"]);
+        assert_eq!(names(&["bob", "alice"]), ["/:queue/alice/a", "/:queue/alice/z", "/:queue/bob/a", "other:queue/alice/a"]);
+        assert!(names(&["carol"]).is_empty());
+        for s in snap.queues.iter() {
+            assert_eq!(snap.find(&s.vhost, &s.name), Some(s));
+        }
+        assert_eq!(snap.find("/", "queue/alice/b"), None);
+        // Without the index, nothing is claimed, and a search still finds.
+        let plain = Snapshot {
+            owners: None,
+            ..(*snap.queues).clone().into_iter().rev().fold(Snapshot::default(), |mut acc, s| {
+                Arc::make_mut(&mut acc.queues).push(s);
+                acc
+            })
+        };
+        assert!(plain.of_accounts(&["alice".to_owned()]).is_none());
+        assert!(plain.find("other", "queue/alice/a").is_some());
     }
 }
