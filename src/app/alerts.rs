@@ -60,7 +60,7 @@ impl ConfirmEmails {
 
 /// Where the alarms of every account go besides the owners, as the guardian addresses
 /// them in one cycle.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Channels {
     recipients: HashMap<String, Vec<String>>,
     /// Per account: (webhook id, the alarm kinds it receives).

@@ -2190,7 +2190,8 @@ mod rest_tests {
             1 => Just(Ownership::Unknown),
             1 => Just(Ownership::Reserved),
         ];
-        let kind = prop_oneof![6 => Just(QueueKind::Classic), 2 => Just(QueueKind::Quorum), 1 => Just(QueueKind::Stream)];
+        let kind =
+            prop_oneof![6 => Just(QueueKind::Classic), 2 => Just(QueueKind::Quorum), 1 => Just(QueueKind::Stream)];
         let consumers = prop_oneof![1 => Just(None), 4 => Just(Some(0)), 2 => (1u64..4).prop_map(Some)];
         let seen = prop_oneof![
             8 => (0u64..12_000, 0u64..50).prop_map(|(r, u)| Seen::Depth(Depth::of(r, u))),
@@ -2219,19 +2220,30 @@ mod rest_tests {
             prop_oneof![Just(0i64), Just(60)],
         )
             .prop_map(|(m, d, a, dry, after)| policy(m, d, a, dry, after));
-        (state, owner, kind, consumers, seen, live, limits, (ago(), ago(), ago()), policy).prop_map(
-            |(state, owner, kind, consumers, seen, live, limits, times, policy)| Case {
-                state,
-                owner,
-                kind,
-                consumers,
-                seen,
-                live,
-                limits,
-                times,
-                policy,
-            },
+        (
+            state,
+            owner,
+            kind,
+            consumers,
+            seen,
+            live,
+            limits,
+            (ago(), ago(), ago()),
+            policy,
         )
+            .prop_map(
+                |(state, owner, kind, consumers, seen, live, limits, times, policy)| Case {
+                    state,
+                    owner,
+                    kind,
+                    consumers,
+                    seen,
+                    live,
+                    limits,
+                    times,
+                    policy,
+                },
+            )
     }
 
     fn plan_at(c: &Case, now: DateTime<Utc>) -> (Plan, Rest) {
@@ -2311,7 +2323,13 @@ mod rest_tests {
         assert_eq!(r, Rest::Until(start() + Duration::minutes(50)));
         // At the end of the rest the alarm is due.
         let (p, _) = plan_at(&quiet(Some(0), 5, Some(10), None), start() + Duration::minutes(50));
-        assert!(matches!(&p.record[..], [Planned { event: Event::QueueUnconsumed(_), .. }]));
+        assert!(matches!(
+            &p.record[..],
+            [Planned {
+                event: Event::QueueUnconsumed(_),
+                ..
+            }]
+        ));
     }
 
     #[test]

@@ -138,6 +138,11 @@ impl Archivers {
         self.inner.tasks.lock().map(|t| t.contains_key(q)).unwrap_or(false)
     }
 
+    /// How many archivers work now.
+    pub fn working(&self) -> usize {
+        self.inner.tasks.lock().map(|t| t.len()).unwrap_or(usize::MAX)
+    }
+
     pub fn storage_ok(&self) -> bool {
         self.inner.storage_down.lock().map(|d| d.is_none()).unwrap_or(false)
     }

@@ -16,6 +16,7 @@
 pub mod archiver;
 pub mod dispatch;
 pub mod lock;
+mod previous;
 pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
@@ -30,17 +31,18 @@ use crate::app::{AppError, Context, Fence, RecordError};
 use crate::db;
 use crate::domain::alarms::Limits;
 use crate::domain::event::NodeDown;
-use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Seen};
-use crate::domain::{Actor, Ownership, QueueKind, QueueRef, by_names};
+use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Rest, Seen};
+use crate::domain::{Actor, NamePair, Ownership, QueueKind, QueueRef, by_names};
 use crate::events::{NewEvent, store};
 use crate::observations::activity::{Activity, Observed};
-use crate::observations::samples::Sampler;
+use crate::observations::samples::{self, Sampler};
 use crate::observations::{self, Snapshot};
 use crate::projections;
 use crate::projections::broker::BrokerStatus;
 use crate::rabbit::amqp::ARCHIVER_TAG_PREFIX;
 use crate::rabbit::{BrokerError, Deleted, NodeState, QueueDepth};
 use lock::GuardianLock;
+use previous::{Compared, Last, World};
 
 /// The actor of everything the guardian records.
 pub const ACTOR: Actor = Actor::Guardian;
@@ -64,6 +66,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub queues: usize,
+    /// The queues planned this cycle: the others were at rest and as they were.
+    pub planned: usize,
     pub events: usize,
     pub deleted: usize,
     pub delete_failed: usize,
@@ -103,8 +107,10 @@ struct RunState {
     activity: Activity,
     was_active: Option<bool>,
     nodes: Vec<NodeState>,
-    /// The fingerprint of the latest observation this guardian wrote.
-    stored: Option<u64>,
+    /// The latest observation on record is the one this guardian last wrote.
+    stored: bool,
+    /// What the last cycle saw, in the listing's order.
+    last: Option<Last>,
     /// Bytes of the ready messages of the queues with a byte limit, refreshed with the
     /// consumers.
     bytes: HashMap<(String, String), u64>,
@@ -178,7 +184,8 @@ impl Guardian {
         if run.was_active != Some(active) {
             // Another guardian may have observed and written meanwhile.
             run.activity.forget();
-            run.stored = None;
+            run.stored = false;
+            run.last = None;
             if active {
                 tracing::info!("guardian active: this process guards the broker");
                 let now = Utc::now().timestamp();
@@ -198,62 +205,126 @@ impl Guardian {
         }
         let started = Instant::now();
         let observed_at = db::now();
-        let observed = match self.observe(&mut run).await {
+        let Listing {
+            depths: observed,
+            mut compared,
+            refreshed,
+        } = match self.observe(&mut run).await {
             Ok(o) => o,
             Err(e) => {
                 self.broker_down(&mut run, epoch, &e).await?;
                 return Ok(Outcome::BrokerDown(e.to_string()));
             }
         };
+        // Taken: a cycle cut short leaves none, and the next one looks at everything.
+        let last = run.last.take();
         // One read of the broker's status for both: a recovery changes nothing of a
         // partial episode.
         let status = projections::broker::status(&self.ctx.db).await?;
         self.broker_up(&mut run, epoch, status.as_ref()).await?;
         self.partial(&run, epoch, &observed, status.as_ref()).await?;
-        // Each queue's consumers, looked up once (a 100,000-queue map misses the cache).
+        // Each queue's consumers, looked up once (a 100,000-queue map misses the cache),
+        // or, between refreshes, as they were at the queue's position.
         let counts: Vec<Option<u64>> = observed
             .iter()
-            .map(|q| by_names(&run.consumers, &q.vhost, &q.name).copied())
+            .enumerate()
+            .map(|(i, q)| match &last {
+                Some(l) if !refreshed && compared.aligned[i] => l.counts[i],
+                _ => by_names(&run.consumers, &q.vhost, &q.name).copied(),
+            })
             .collect();
-        let report = self.guard(epoch, &observed, &counts, &mut run).await?;
+        if let Some(l) = &last {
+            for (same, (now, was)) in compared.same.iter_mut().zip(counts.iter().zip(&l.counts)) {
+                *same &= now == was;
+            }
+        }
+        let Guarded {
+            report,
+            rests,
+            world,
+            records,
+        } = self
+            .guard(epoch, &observed, &counts, &compared, last.as_ref(), &mut run)
+            .await?;
 
         run.cycle += 1;
         let unix = Utc::now().timestamp();
-        let sampler = &run.sampler;
-        let queues = observed
-            .into_iter()
-            .zip(counts)
-            .map(|(q, consumers)| observations::Seen {
-                growth: q
+        // A queue unchanged since longer than the forecast window (and the minute its
+        // last sample may wait) has no samples left in it: no growth, nothing to sample.
+        let quiet_for = crate::domain::alarms::FORECAST_WINDOW_SECS + 600;
+        let mut changed = Vec::with_capacity(observed.len());
+        let mut growth = Vec::with_capacity(observed.len());
+        let mut to_sample = Vec::new();
+        let mut snapshot_changed =
+            !compared.names_same || run.nodes != last.as_ref().map(|l| l.nodes.clone()).unwrap_or_default();
+        for (i, q) in observed.iter().enumerate() {
+            let was = last.as_ref().filter(|_| compared.same[i]);
+            let at = was.map_or((unix, run.cycle), |l| l.changed[i]);
+            let g = match was {
+                Some(_) if unix - at.0 > quiet_for => None,
+                _ => q
                     .depth
                     .filter(|_| q.kind != QueueKind::Stream)
-                    .and_then(|d| sampler.growth(&q.vhost, &q.name, d.messages, unix))
+                    .and_then(|d| run.sampler.growth(&q.vhost, &q.name, d.messages, unix))
                     .map(observations::Seen::hundredths),
-                consumers,
-                availability: q.availability,
-                node: q.node.filter(|_| !q.availability.is_up()),
-                vhost: q.vhost,
-                name: q.name,
-                depth: q.depth,
-                kind: q.kind,
-            })
-            .collect::<Vec<_>>();
-        run.sampler
-            .record(&self.ctx.db, &queues, Utc::now().timestamp())
-            .await?;
-        let snapshot = Snapshot {
-            cycle: run.cycle,
-            observed_at,
-            queues: std::sync::Arc::new(queues),
-            nodes: run.nodes.clone(),
-            owners: None,
-        };
-        // Unchanged since this guardian last wrote it: only the cycle and time.
-        let fingerprint = observations::fingerprint(&snapshot);
-        if run.stored != Some(fingerprint) || !observations::touch_latest(&self.ctx.db, &snapshot).await? {
-            observations::store_latest(&self.ctx.db, &snapshot).await?;
-            run.stored = Some(fingerprint);
+            };
+            if was.is_none_or(|l| l.growth[i] != g) {
+                snapshot_changed = true;
+            }
+            // A change waits for its sample at most until the next minute's cycle.
+            if was.is_none() || unix - at.0 <= 120 || at.1 + 1 >= run.cycle {
+                to_sample.push(i);
+            }
+            changed.push(at);
+            growth.push(g);
         }
+        let readings = to_sample.iter().map(|&i| {
+            let q = &observed[i];
+            samples::Reading {
+                vhost: &q.vhost,
+                name: &q.name,
+                depth: q.depth,
+                consumers: counts[i],
+            }
+        });
+        run.sampler.record(&self.ctx.db, readings, unix).await?;
+        if snapshot_changed || !run.stored || !observations::touch_latest(&self.ctx.db, run.cycle, &observed_at).await?
+        {
+            let queues = observed
+                .iter()
+                .zip(&counts)
+                .zip(&growth)
+                .map(|((q, consumers), growth)| observations::Seen {
+                    growth: *growth,
+                    consumers: *consumers,
+                    availability: q.availability,
+                    node: q.node.clone().filter(|_| !q.availability.is_up()),
+                    vhost: q.vhost.clone(),
+                    name: q.name.clone(),
+                    depth: q.depth,
+                    kind: q.kind,
+                })
+                .collect::<Vec<_>>();
+            let snapshot = Snapshot {
+                cycle: run.cycle,
+                observed_at,
+                queues: std::sync::Arc::new(queues),
+                nodes: run.nodes.clone(),
+                owners: None,
+            };
+            observations::store_latest(&self.ctx.db, &snapshot).await?;
+            run.stored = true;
+        }
+        run.last = Some(Last {
+            depths: observed,
+            counts,
+            growth,
+            rest: rests,
+            changed,
+            world,
+            records,
+            nodes: run.nodes.clone(),
+        });
         ::metrics::histogram!("pulseguardian_guardian_cycle_seconds").record(started.elapsed().as_secs_f64());
         ::metrics::gauge!("pulseguardian_guarded_queues").set(report.queues as f64);
         Ok(Outcome::Guarded(report))
@@ -261,7 +332,7 @@ impl Guardian {
 
     /// Every queue of every guarded vhost; consumers at a slower pace, and never failing
     /// the cycle.
-    async fn observe(&self, run: &mut RunState) -> Result<Vec<QueueDepth>, BrokerError> {
+    async fn observe(&self, run: &mut RunState) -> Result<Listing, BrokerError> {
         let vhosts = &self.ctx.config.rabbit_vhosts;
         let broker = &self.ctx.broker;
         let fetches = vhosts.iter().map(|v| broker.queue_depths(v));
@@ -275,10 +346,15 @@ impl Guardian {
         for list in lists {
             depths.extend(list);
         }
-        // New queues get their count at once; the others every CONSUMERS_EVERY.
-        let new_queue = depths
-            .iter()
-            .any(|q| by_names(&run.consumers, &q.vhost, &q.name).is_none());
+        let compared = Compared::of(run.last.as_ref(), &depths);
+        // New queues get their count at once; the others every CONSUMERS_EVERY. A queue
+        // at the position it had in the last listing is not new: the counts cover every
+        // queue listed since they were read, or none (when they could not be read).
+        let new_queue = (run.consumers.is_empty() && !depths.is_empty())
+            || depths
+                .iter()
+                .zip(&compared.aligned)
+                .any(|(q, aligned)| !aligned && by_names(&run.consumers, &q.vhost, &q.name).is_none());
         let refresh = run.consumers_at.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY);
         // The nodes' states: at the consumers' pace, and every cycle while a queue
         // cannot be counted (to say which node is down).
@@ -357,7 +433,11 @@ impl Guardian {
             }
             run.bytes = bytes;
         }
-        Ok(depths)
+        Ok(Listing {
+            depths,
+            compared,
+            refreshed: new_queue || refresh,
+        })
     }
 
     async fn broker_down(&self, run: &mut RunState, epoch: i64, e: &BrokerError) -> Result<(), GuardianError> {
@@ -463,14 +543,17 @@ impl Guardian {
         }
     }
 
-    /// Plans every queue, records the plan, acts, records the outcomes.
+    /// Plans every queue that needs it, records the plan, acts, records the outcomes.
+    /// Returns, with the report, each queue's rest and what the plans were made in.
     async fn guard(
         &self,
         epoch: i64,
         observed: &[QueueDepth],
         counts: &[Option<u64>],
+        compared: &Compared,
+        last: Option<&Last>,
         run: &mut RunState,
-    ) -> Result<Report, GuardianError> {
+    ) -> Result<Guarded, GuardianError> {
         let now = Utc::now();
         let db = &self.ctx.db;
         // The read models first take in everything on the log: the guardian before this
@@ -480,90 +563,96 @@ impl Guardian {
             .await
             .map_err(|e| GuardianError::Projection(e.to_string()))?;
         let records = projections::queues::all(db).await?;
-        let accounts = projections::accounts::names(db).await?;
         let channels = crate::app::alerts::channels(&self.ctx).await?;
         let mut recipients = projections::accounts::recipients(db).await?;
         channels.add_recipients_to(&mut recipients);
+        let archivers = &self.archivers;
+        archivers.prepare().await;
+        let world = World {
+            accounts: projections::accounts::names(db).await?,
+            recipients,
+            channels,
+            policies: run.policies.clone(),
+            bytes: run.bytes.clone(),
+            storage_ok: archivers.storage_ok(),
+            archivers: archivers.working(),
+        };
         let policy = self.ctx.policy();
         let reserved = self.ctx.config.reserved_users_regex.as_ref();
         let none: Vec<String> = Vec::new();
 
-        // What the alarms need beyond the depth: the activity of every queue, and the
-        // growth of those above their warning size (read from the samples).
+        // The queues at rest that are as they were, in the same world, with the same
+        // record: not planned again (their rest stands).
+        let last = last.filter(|l| compared.names_same && l.world == world);
+        let changed_records = last.map(|l| records.changed_since(&l.records)).unwrap_or_default();
+        let resting: Vec<bool> = match last {
+            None => vec![false; observed.len()],
+            Some(l) => observed
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    compared.same[i]
+                        && l.rest[i].holds_at(now)
+                        && (changed_records.is_empty()
+                            || !changed_records.contains(&(q.vhost.as_str(), q.name.as_str()) as &dyn NamePair))
+                })
+                .collect(),
+        };
+
         run.activity.load(db).await?;
+        // A listing with other queues than the last one's: the queues not seen in it are
+        // gone (every queue of this listing is observed below).
+        let sweep = !compared.names_same;
+        if sweep {
+            run.activity.begin_sweep();
+        }
         let unix = now.timestamp();
-        let mut observed_activity = Vec::with_capacity(observed.len());
-        // Growth is given to the planner for the queues it may warn or remind about; the
-        // dashboards get every queue's in the snapshot.
-        let mut over_warning = Vec::new();
-        for (q, c) in observed.iter().zip(counts) {
-            let c = *c;
-            let overrides = records
-                .get(&q.vhost, &q.name)
-                .map(|r| r.overrides())
-                .unwrap_or_default();
-            let warn_size = policy.effective(&overrides).warn_size;
-            observed_activity.push(run.activity.observe(&q.vhost, &q.name, q.depth, c, warn_size, unix));
-            if let Some(d) = q
-                .depth
-                .filter(|d| d.messages > warn_size && q.kind != QueueKind::Stream)
-            {
-                over_warning.push((QueueRef::new(q.vhost.clone(), q.name.clone()), d.messages));
-            }
-        }
-        run.activity.sweep();
-        let mut growth = HashMap::new();
-        for (key, messages) in over_warning {
-            if let Some(g) = run.sampler.growth(&key.vhost, &key.name, messages, unix) {
-                growth.insert(key, g);
-            }
-        }
         let time = |secs: i64| chrono::DateTime::<Utc>::from_timestamp(secs, 0);
 
         let mut batch = Vec::new();
         let mut deletions: Vec<Deletion> = Vec::new();
         let mut orders = Vec::new();
         let mut stops = Vec::new();
-        let archivers = &self.archivers;
-        archivers.prepare().await;
-        let storage_ok = archivers.storage_ok();
+        let storage_ok = world.storage_ok;
         let mut planned = |queue: &QueueRef,
                            rec: Option<&projections::queues::QueueRecord>,
                            seen: Seen,
                            kind: QueueKind,
                            consumers: Option<u64>,
-                           alarm: Alarm| {
+                           alarm: Alarm|
+         -> Rest {
             let state = rec.map(|r| r.state()).unwrap_or_default();
-            let owner = Ownership::of(queue, &accounts, reserved);
-            let to = owner.account().and_then(|a| recipients.get(a)).unwrap_or(&none);
-            let p = plan::plan(
-                Queue {
-                    queue,
-                    state: &state,
-                    owner: &owner,
-                    recipients: to,
-                    live: Live {
-                        kind,
-                        consumers,
-                        archiver_running: archivers.running(queue),
-                        storage_ok,
-                        growth: alarm.growth,
-                        limits: alarm.limits,
-                        bytes: alarm.bytes,
-                        policies_known: alarm.policies_known,
-                        hooked: owner.account().is_some_and(|a| channels.hooked(a)),
-                        available: alarm.available,
-                        idle_since: alarm.activity.and_then(|a| a.idle_since).and_then(time),
-                        last_used: alarm.activity.and_then(|a| time(a.last_used)),
-                        over_since: alarm.activity.and_then(|a| a.over_since).and_then(time),
-                    },
+            let owner = Ownership::of(queue, &world.accounts, reserved);
+            let to = owner.account().and_then(|a| world.recipients.get(a)).unwrap_or(&none);
+            let q = Queue {
+                queue,
+                state: &state,
+                owner: &owner,
+                recipients: to,
+                live: Live {
+                    kind,
+                    consumers,
+                    archiver_running: archivers.running(queue),
+                    storage_ok,
+                    growth: alarm.growth,
+                    limits: alarm.limits,
+                    bytes: alarm.bytes,
+                    policies_known: alarm.policies_known,
+                    hooked: owner.account().is_some_and(|a| world.channels.hooked(a)),
+                    available: alarm.available,
+                    idle_since: alarm.activity.and_then(|a| a.idle_since).and_then(time),
+                    last_used: alarm.activity.and_then(|a| time(a.last_used)),
+                    over_since: alarm.activity.and_then(|a| a.over_since).and_then(time),
                 },
-                seen,
-                &policy,
-                now,
-            );
+            };
+            let p = plan::plan(q, seen, &policy, now);
+            let rest = if p == plan::Plan::default() {
+                plan::rest(q, seen, &policy)
+            } else {
+                Rest::No
+            };
             if !p.record.is_empty() {
-                let to = owner.account().map(|a| (a, &channels));
+                let to = owner.account().map(|a| (a, &world.channels));
                 batch.extend(self.alarms(&queue.stream(), p.record, to));
             }
             deletions.extend(p.delete);
@@ -571,30 +660,59 @@ impl Guardian {
             if let Some(reason) = p.stop_archiver {
                 stops.push((queue.clone(), reason));
             }
+            rest
         };
         // Which queues were listed: needed only when a deletion or archiving is on
         // record (a queue gone from the listing settles it).
         let pending = records.iter().any(|(_, r)| r.delete_pending || r.archiving);
         let mut seen: HashSet<(&str, &str)> = HashSet::with_capacity(if pending { observed.len() } else { 0 });
-        for ((q, activity), consumers) in observed.iter().zip(&observed_activity).zip(counts) {
+        let mut rests = Vec::with_capacity(observed.len());
+        for (i, (q, consumers)) in observed.iter().zip(counts).enumerate() {
             let consumers = *consumers;
             if pending {
                 seen.insert((&q.vhost, &q.name));
             }
+            if resting[i] {
+                // As it was: only its use goes on.
+                if consumers.is_some_and(|c| c > 0) {
+                    run.activity.in_use(&q.vhost, &q.name, unix);
+                }
+                rests.push(last.map_or(Rest::No, |l| l.rest[i]));
+                continue;
+            }
+            let rec = records.get(&q.vhost, &q.name);
+            let overrides = rec.map(|r| r.overrides()).unwrap_or_default();
+            let warn_size = policy.effective(&overrides).warn_size;
+            let activity = run
+                .activity
+                .observe(&q.vhost, &q.name, q.depth, consumers, warn_size, unix);
+            // Growth is given to the planner for the queues it may warn or remind about;
+            // the dashboards get every queue's in the snapshot.
+            let growth = q
+                .depth
+                .filter(|d| d.messages > warn_size && q.kind != QueueKind::Stream)
+                .and_then(|d| run.sampler.growth(&q.vhost, &q.name, d.messages, unix));
             let queue = QueueRef::new(q.vhost.clone(), q.name.clone());
             let how = match q.depth {
                 Some(d) => Seen::Depth(d),
                 None => Seen::Unknown,
             };
             let alarm = Alarm {
-                growth: growth.get(&queue).copied(),
-                limits: limits_of(q, run.policies.get(&q.vhost)),
-                activity: Some(*activity),
-                bytes: by_names(&run.bytes, &q.vhost, &q.name).copied(),
-                policies_known: run.policies.contains_key(&q.vhost),
+                growth,
+                limits: limits_of(q, world.policies.get(&q.vhost)),
+                activity: Some(activity),
+                bytes: if world.bytes.is_empty() {
+                    None
+                } else {
+                    by_names(&world.bytes, &q.vhost, &q.name).copied()
+                },
+                policies_known: world.policies.contains_key(&q.vhost),
                 available: q.availability.is_up(),
             };
-            planned(&queue, records.get(&q.vhost, &q.name), how, q.kind, consumers, alarm);
+            rests.push(planned(&queue, rec, how, q.kind, consumers, alarm));
+        }
+        if sweep {
+            run.activity.sweep();
         }
         // Deletions pending, and archiving on record, for queues no longer there. While a
         // node is down, a queue missing from the listing may only be on that node (a
@@ -614,6 +732,7 @@ impl Guardian {
         }
         let mut report = Report {
             queues: observed.len(),
+            planned: resting.iter().filter(|r| !**r).count(),
             events: batch.len(),
             ..Default::default()
         };
@@ -664,14 +783,35 @@ impl Guardian {
                 Done::Gone => {}
             }
             crate::app::fault_point("after-delete");
-            let to = d.queue.owner_name().map(|a| (a, &channels));
+            let to = d.queue.owner_name().map(|a| (a, &world.channels));
             outcomes.extend(self.alarms(&d.queue.stream(), plan::settle(&d, outcome), to));
         }
         report.events += outcomes.len();
         self.record(epoch, outcomes).await?;
         run.activity.flush(db).await?;
-        Ok(report)
+        Ok(Guarded {
+            report,
+            rests,
+            world,
+            records,
+        })
     }
+}
+
+/// One read of the broker: every queue, compared with the last read.
+struct Listing {
+    depths: Vec<QueueDepth>,
+    compared: Compared,
+    /// The consumer counts were read again.
+    refreshed: bool,
+}
+
+/// What [`Guardian::guard`] did, and what the next cycle compares with.
+struct Guarded {
+    report: Report,
+    rests: Vec<Rest>,
+    world: World,
+    records: projections::queues::Records,
 }
 
 /// A vhost's policies' limits and its operator policies' limits, by name.
@@ -695,8 +835,14 @@ fn limits_of(q: &QueueDepth, policies: Option<&VhostPolicies>) -> Limits {
     };
     let operator = from(policies.map(|p| &p.1), &q.operator_policy);
     let policy = from(policies.map(|p| &p.0), &q.policy);
-    let sources: Vec<Limits> = [Some(q.limits), operator, policy].into_iter().flatten().collect();
-    Limits::merge(&sources)
+    // No allocation: this runs for every queue planned.
+    let mut sources = [q.limits; 3];
+    let mut n = 1;
+    for l in [operator, policy].into_iter().flatten() {
+        sources[n] = l;
+        n += 1;
+    }
+    Limits::merge(&sources[..n])
 }
 
 /// Appends `batch` if the guardian lock is still at `epoch`, in one transaction with the

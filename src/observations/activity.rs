@@ -34,7 +34,25 @@ struct Row {
     now: Observed,
     stored: Option<Observed>,
     last_messages: Option<u64>,
-    seen_in_cycle: bool,
+    /// The sweep it was last observed in.
+    seen_in: u64,
+    /// Waits in `due` to be written.
+    queued: bool,
+}
+
+impl Row {
+    /// What it is now differs from what is stored enough to write.
+    fn due(&self) -> bool {
+        match self.stored {
+            None => true,
+            Some(s) => {
+                s.first_seen != self.now.first_seen
+                    || s.idle_since != self.now.idle_since
+                    || s.over_since != self.now.over_since
+                    || self.now.last_used - s.last_used >= LAST_USED_GRANULARITY_SECS
+            }
+        }
+    }
 }
 
 /// Every queue's activity.
@@ -42,8 +60,12 @@ struct Row {
 pub struct Activity {
     loaded: bool,
     rows: HashMap<String, HashMap<String, Row>>,
+    /// Rows to write at the next `flush`: a flush looks at what changed only.
+    due: Vec<(String, String)>,
     /// Rows to delete: their queues are gone.
     gone: Vec<(String, String)>,
+    /// The sweep under way: a queue observed in it is still there.
+    sweep: u64,
 }
 
 impl Activity {
@@ -73,7 +95,8 @@ impl Activity {
                     now: o,
                     stored: Some(o),
                     last_messages: None,
-                    seen_in_cycle: false,
+                    seen_in: 0,
+                    queued: false,
                 },
             );
         }
@@ -85,7 +108,13 @@ impl Activity {
     pub fn forget(&mut self) {
         self.loaded = false;
         self.rows.clear();
+        self.due.clear();
         self.gone.clear();
+    }
+
+    /// Begins a sweep: the queues observed until [`Activity::sweep`] are the listing's.
+    pub fn begin_sweep(&mut self) {
+        self.sweep += 1;
     }
 
     /// Folds in one queue as seen at `now` (Unix seconds); `warn_size` is its warning size.
@@ -98,25 +127,9 @@ impl Activity {
         warn_size: u64,
         now: i64,
     ) -> Observed {
-        let by_name = match self.rows.get_mut(vhost) {
-            Some(m) => m,
-            None => self.rows.entry(vhost.to_owned()).or_default(),
-        };
-        let row = match by_name.get_mut(name) {
-            Some(r) => r,
-            None => by_name.entry(name.to_owned()).or_insert_with(|| Row {
-                now: Observed {
-                    first_seen: now,
-                    last_used: now,
-                    idle_since: None,
-                    over_since: None,
-                },
-                stored: None,
-                last_messages: None,
-                seen_in_cycle: false,
-            }),
-        };
-        row.seen_in_cycle = true;
+        let sweep = self.sweep;
+        let (row, due) = self.row(vhost, name, now);
+        row.seen_in = sweep;
         let o = &mut row.now;
         match consumers {
             Some(0) => {
@@ -139,15 +152,60 @@ impl Activity {
                 o.over_since = None;
             }
         }
-        *o
+        let o = row.now;
+        if !row.queued && row.due() {
+            row.queued = true;
+            due.push((vhost.to_owned(), name.to_owned()));
+        }
+        o
     }
 
-    /// The queues of the listing that were not observed since the last call are gone:
-    /// their rows go at the next `flush`.
+    /// A queue seen again as it was, with consumers: in use now. The rest of what is
+    /// known of it stands.
+    pub fn in_use(&mut self, vhost: &str, name: &str, now: i64) {
+        let (row, due) = self.row(vhost, name, now);
+        row.now.last_used = now;
+        row.now.idle_since = None;
+        if !row.queued && row.due() {
+            row.queued = true;
+            due.push((vhost.to_owned(), name.to_owned()));
+        }
+    }
+
+    /// The row of a queue (a new one first seen `now`), and the rows due to be written.
+    fn row(&mut self, vhost: &str, name: &str, now: i64) -> (&mut Row, &mut Vec<(String, String)>) {
+        // Looked up before inserting: the keys are copied only for a new queue.
+        if !self.rows.contains_key(vhost) {
+            self.rows.insert(vhost.to_owned(), HashMap::new());
+        }
+        let by_name = self.rows.get_mut(vhost).expect("inserted above");
+        if !by_name.contains_key(name) {
+            by_name.insert(
+                name.to_owned(),
+                Row {
+                    now: Observed {
+                        first_seen: now,
+                        last_used: now,
+                        idle_since: None,
+                        over_since: None,
+                    },
+                    stored: None,
+                    last_messages: None,
+                    seen_in: 0,
+                    queued: false,
+                },
+            );
+        }
+        (by_name.get_mut(name).expect("inserted above"), &mut self.due)
+    }
+
+    /// The queues not observed since [`Activity::begin_sweep`] are gone: their rows go at
+    /// the next `flush`.
     pub fn sweep(&mut self) {
+        let sweep = self.sweep;
         for (vhost, by_name) in self.rows.iter_mut() {
             by_name.retain(|name, row| {
-                let seen = std::mem::replace(&mut row.seen_in_cycle, false);
+                let seen = row.seen_in == sweep;
                 if !seen && row.stored.is_some() {
                     self.gone.push((vhost.clone(), name.clone()));
                 }
@@ -160,20 +218,12 @@ impl Activity {
     /// Writes what changed; the number of rows written and deleted.
     pub async fn flush(&mut self, db: &impl ConnectionTrait) -> Result<usize, DbErr> {
         let mut changed: Vec<(&str, &str, Observed)> = Vec::new();
-        for (vhost, by_name) in &self.rows {
-            for (name, row) in by_name {
-                let due = match row.stored {
-                    None => true,
-                    Some(s) => {
-                        s.first_seen != row.now.first_seen
-                            || s.idle_since != row.now.idle_since
-                            || s.over_since != row.now.over_since
-                            || row.now.last_used - s.last_used >= LAST_USED_GRANULARITY_SECS
-                    }
-                };
-                if due {
-                    changed.push((vhost, name, row.now));
-                }
+        for (vhost, name) in &self.due {
+            // Gone since (swept): nothing to write.
+            if let Some(row) = self.rows.get(vhost).and_then(|m| m.get(name))
+                && row.due()
+            {
+                changed.push((vhost, name, row.now));
             }
         }
         let written = changed.len();
@@ -202,13 +252,20 @@ impl Activity {
             );
             db.execute(&insert).await?;
         }
-        let changed: Vec<(String, String, Observed)> = changed
+        // What was written is what is stored; nothing waits any more (a row no longer
+        // due keeps what is stored).
+        let written_rows: Vec<(String, String, Observed)> = changed
             .into_iter()
             .map(|(v, n, o)| (v.to_owned(), n.to_owned(), o))
             .collect();
-        for (vhost, name, o) in changed {
+        for (vhost, name, o) in written_rows {
             if let Some(row) = self.rows.get_mut(&vhost).and_then(|m| m.get_mut(&name)) {
                 row.stored = Some(o);
+            }
+        }
+        for (vhost, name) in std::mem::take(&mut self.due) {
+            if let Some(row) = self.rows.get_mut(&vhost).and_then(|m| m.get_mut(&name)) {
+                row.queued = false;
             }
         }
         let gone = std::mem::take(&mut self.gone);

@@ -192,25 +192,15 @@ async fn upsert_the_one_row(
     db.execute(&upsert).await.map(|_| ())
 }
 
-/// A fingerprint of what a snapshot shows (its queues and nodes, not when it was made):
-/// equal fingerprints, nothing to rewrite.
-pub fn fingerprint(snapshot: &Snapshot) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    snapshot.queues.hash(&mut h);
-    snapshot.nodes.hash(&mut h);
-    h.finish()
-}
-
-/// Marks the latest observation as made again at `snapshot`'s cycle and time, when
-/// what it shows did not change (one small statement instead of rewriting every queue);
-/// false when there is no latest observation to mark.
-pub async fn touch_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<bool, DbErr> {
+/// Marks the latest observation as made again at `cycle` and `observed_at`, when what
+/// it shows did not change (one small statement instead of rewriting every queue); false
+/// when there is no latest observation to mark.
+pub async fn touch_latest(db: &impl ConnectionTrait, cycle: i64, observed_at: &str) -> Result<bool, DbErr> {
     let r = db
         .execute_raw(db::stmt(
             db.get_database_backend(),
             "UPDATE observation_stamp SET cycle = ?, observed_at = ? WHERE id = 1",
-            [snapshot.cycle.into(), snapshot.observed_at.as_str().into()],
+            [cycle.into(), observed_at.into()],
         ))
         .await?;
     Ok(r.rows_affected() == 1)
@@ -346,8 +336,19 @@ mod tests {
                 .map(|s| format!("{}:{}", s.vhost, s.name))
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(&["alice"]), ["/:queue/alice/a", "/:queue/alice/z", "other:queue/alice/a"]);
-        assert_eq!(names(&["bob", "alice"]), ["/:queue/alice/a", "/:queue/alice/z", "/:queue/bob/a", "other:queue/alice/a"]);
+        assert_eq!(
+            names(&["alice"]),
+            ["/:queue/alice/a", "/:queue/alice/z", "other:queue/alice/a"]
+        );
+        assert_eq!(
+            names(&["bob", "alice"]),
+            [
+                "/:queue/alice/a",
+                "/:queue/alice/z",
+                "/:queue/bob/a",
+                "other:queue/alice/a"
+            ]
+        );
         assert!(names(&["carol"]).is_empty());
         for s in snap.queues.iter() {
             assert_eq!(snap.find(&s.vhost, &s.name), Some(s));
@@ -356,10 +357,14 @@ mod tests {
         // Without the index, nothing is claimed, and a search still finds.
         let plain = Snapshot {
             owners: None,
-            ..(*snap.queues).clone().into_iter().rev().fold(Snapshot::default(), |mut acc, s| {
-                Arc::make_mut(&mut acc.queues).push(s);
-                acc
-            })
+            ..(*snap.queues)
+                .clone()
+                .into_iter()
+                .rev()
+                .fold(Snapshot::default(), |mut acc, s| {
+                    Arc::make_mut(&mut acc.queues).push(s);
+                    acc
+                })
         };
         assert!(plain.of_accounts(&["alice".to_owned()]).is_none());
         assert!(plain.find("other", "queue/alice/a").is_some());

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
 use sea_orm::{ConnectionTrait, DbErr, Value};
 
-use super::Seen;
 use crate::db::stmt;
 use crate::domain::{QueueRef, by_names};
 
@@ -29,21 +28,37 @@ pub struct Sampler {
     recent: HashMap<(String, String), std::collections::VecDeque<Point>>,
 }
 
+/// One queue's counts as read now.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    pub vhost: &'a str,
+    pub name: &'a str,
+    /// `None`: not known (nothing is sampled).
+    pub depth: Option<crate::domain::Depth>,
+    pub consumers: Option<u64>,
+}
+
 impl Sampler {
     /// Writes one sample per queue whose depth changed since its last sample, at most one
     /// per queue per minute. `now` is in Unix seconds.
-    pub async fn record(&mut self, db: &impl ConnectionTrait, queues: &[Seen], now: i64) -> Result<usize, DbErr> {
+    pub async fn record<'a>(
+        &mut self,
+        db: &impl ConnectionTrait,
+        readings: impl IntoIterator<Item = Reading<'a>>,
+        now: i64,
+    ) -> Result<usize, DbErr> {
         let minute = now - now.rem_euclid(60);
-        let mut rows: Vec<&Seen> = Vec::new();
-        for q in queues {
+        let mut rows: Vec<Reading<'a>> = Vec::new();
+        for q in readings {
             let Some(d) = q.depth else { continue };
             let values = [Some(d.messages), Some(d.ready), Some(d.unacked), q.consumers];
-            match by_names(&self.last, &q.vhost, &q.name) {
+            match by_names(&self.last, q.vhost, q.name) {
                 Some((at, v)) if *at == minute || *v == values => {}
                 _ => {
                     rows.push(q);
-                    self.last.insert((q.vhost.clone(), q.name.clone()), (minute, values));
-                    let recent = self.recent.entry((q.vhost.clone(), q.name.clone())).or_default();
+                    self.last
+                        .insert((q.vhost.to_owned(), q.name.to_owned()), (minute, values));
+                    let recent = self.recent.entry((q.vhost.to_owned(), q.name.to_owned())).or_default();
                     recent.push_back((minute, d.messages));
                 }
             }
@@ -67,8 +82,8 @@ impl Sampler {
             for q in chunk {
                 let d = q.depth.unwrap_or(crate::domain::Depth::of(0, 0));
                 let values: [Value; 7] = [
-                    q.vhost.as_str().into(),
-                    q.name.as_str().into(),
+                    q.vhost.into(),
+                    q.name.into(),
                     minute.into(),
                     int(Some(d.messages)),
                     int(Some(d.ready)),

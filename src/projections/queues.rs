@@ -528,6 +528,24 @@ impl Records {
         self.0.get(vhost).and_then(|m| m.get(name))
     }
 
+    /// The queues whose record differs between `before` and these records (made,
+    /// changed or gone).
+    pub fn changed_since(&self, before: &Records) -> std::collections::HashSet<(String, String)> {
+        let mut out = std::collections::HashSet::new();
+        let mut differ = |a: &Records, b: &Records| {
+            for (vhost, by_name) in &a.0 {
+                for (name, r) in by_name {
+                    if b.get(vhost, name) != Some(r) {
+                        out.insert((vhost.clone(), name.clone()));
+                    }
+                }
+            }
+        };
+        differ(self, before);
+        differ(before, self);
+        out
+    }
+
     /// Every queue with a record, and the record.
     pub fn iter(&self) -> impl Iterator<Item = (QueueRef, &QueueRecord)> + '_ {
         self.0

@@ -29,5 +29,6 @@ mod oauth;
 mod projector;
 mod prometheus;
 mod replicas;
+mod rest;
 mod signin;
 mod web;
