@@ -228,14 +228,16 @@ impl Guardian {
         let counts: Vec<Option<u64>> = observed
             .iter()
             .enumerate()
-            .map(|(i, q)| match &last {
-                Some(l) if !refreshed && compared.aligned[i] => l.counts[i],
+            .map(|(i, q)| match (&last, compared.was_at[i]) {
+                (Some(l), Some(k)) if !refreshed => l.counts[k],
                 _ => by_names(&run.consumers, &q.vhost, &q.name).copied(),
             })
             .collect();
         if let Some(l) = &last {
-            for (same, (now, was)) in compared.same.iter_mut().zip(counts.iter().zip(&l.counts)) {
-                *same &= now == was;
+            for (i, count) in counts.iter().enumerate() {
+                if let Some(k) = compared.was_at[i] {
+                    compared.same[i] &= l.counts[k] == *count;
+                }
             }
         }
         let Guarded {
@@ -249,35 +251,30 @@ impl Guardian {
 
         run.cycle += 1;
         let unix = Utc::now().timestamp();
-        // A queue unchanged since longer than the forecast window (and the minute its
-        // last sample may wait) has no samples left in it: no growth, nothing to sample.
-        let quiet_for = crate::domain::alarms::FORECAST_WINDOW_SECS + 600;
-        let mut changed = Vec::with_capacity(observed.len());
+        // Where it was in the last listing, for a queue as it was.
+        let was = |i: usize| last.as_ref().zip(compared.was_at[i]).filter(|_| compared.same[i]);
         let mut growth = Vec::with_capacity(observed.len());
-        let mut to_sample = Vec::new();
-        let mut snapshot_changed =
-            !compared.names_same || run.nodes != last.as_ref().map(|l| l.nodes.clone()).unwrap_or_default();
+        let mut snapshot_changed = !compared.names_same || last.as_ref().is_none_or(|l| l.nodes != run.nodes);
         for (i, q) in observed.iter().enumerate() {
-            let was = last.as_ref().filter(|_| compared.same[i]);
-            let at = was.map_or((unix, run.cycle), |l| l.changed[i]);
-            let g = match was {
-                Some(_) if unix - at.0 > quiet_for => None,
+            let g = match was(i) {
+                // Without samples enough, and not changed since: none now either.
+                Some((l, k)) if !l.sampled[k].may_grow => None,
                 _ => q
                     .depth
                     .filter(|_| q.kind != QueueKind::Stream)
                     .and_then(|d| run.sampler.growth(&q.vhost, &q.name, d.messages, unix))
                     .map(observations::Seen::hundredths),
             };
-            if was.is_none_or(|l| l.growth[i] != g) {
+            if was(i).is_none_or(|(l, k)| l.growth[k] != g) {
                 snapshot_changed = true;
             }
-            // A change waits for its sample at most until the next minute's cycle.
-            if was.is_none() || unix - at.0 <= 120 || at.1 + 1 >= run.cycle {
-                to_sample.push(i);
-            }
-            changed.push(at);
             growth.push(g);
         }
+        // Sampled: what changed, and what waits for its sample. The others keep what the
+        // last record said of them.
+        let to_sample: Vec<usize> = (0..observed.len())
+            .filter(|&i| was(i).is_none_or(|(l, k)| l.sampled[k].waiting))
+            .collect();
         let readings = to_sample.iter().map(|&i| {
             let q = &observed[i];
             samples::Reading {
@@ -287,7 +284,13 @@ impl Guardian {
                 consumers: counts[i],
             }
         });
-        run.sampler.record(&self.ctx.db, readings, unix).await?;
+        let recorded = run.sampler.record(&self.ctx.db, readings, unix).await?;
+        let mut sampled: Vec<samples::Sampled> = (0..observed.len())
+            .map(|i| was(i).map(|(l, k)| l.sampled[k]).unwrap_or_default())
+            .collect();
+        for (i, r) in to_sample.into_iter().zip(recorded) {
+            sampled[i] = r;
+        }
         if snapshot_changed || !run.stored || !observations::touch_latest(&self.ctx.db, run.cycle, &observed_at).await?
         {
             let queues = observed
@@ -320,7 +323,7 @@ impl Guardian {
             counts,
             growth,
             rest: rests,
-            changed,
+            sampled,
             world,
             records,
             nodes: run.nodes.clone(),
@@ -353,8 +356,8 @@ impl Guardian {
         let new_queue = (run.consumers.is_empty() && !depths.is_empty())
             || depths
                 .iter()
-                .zip(&compared.aligned)
-                .any(|(q, aligned)| !aligned && by_names(&run.consumers, &q.vhost, &q.name).is_none());
+                .zip(&compared.was_at)
+                .any(|(q, at)| at.is_none() && by_names(&run.consumers, &q.vhost, &q.name).is_none());
         let refresh = run.consumers_at.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY);
         // The nodes' states: at the consumers' pace, and every cycle while a queue
         // cannot be counted (to say which node is down).
@@ -583,7 +586,8 @@ impl Guardian {
 
         // The queues at rest that are as they were, in the same world, with the same
         // record: not planned again (their rest stands).
-        let last = last.filter(|l| compared.names_same && l.world == world);
+        let listed = last;
+        let last = last.filter(|l| l.world == world);
         let changed_records = last.map(|l| records.changed_since(&l.records)).unwrap_or_default();
         let resting: Vec<bool> = match last {
             None => vec![false; observed.len()],
@@ -592,7 +596,7 @@ impl Guardian {
                 .enumerate()
                 .map(|(i, q)| {
                     compared.same[i]
-                        && l.rest[i].holds_at(now)
+                        && compared.was_at[i].is_some_and(|k| l.rest[k].holds_at(now))
                         && (changed_records.is_empty()
                             || !changed_records.contains(&(q.vhost.as_str(), q.name.as_str()) as &dyn NamePair))
                 })
@@ -600,11 +604,15 @@ impl Guardian {
         };
 
         run.activity.load(db).await?;
-        // A listing with other queues than the last one's: the queues not seen in it are
-        // gone (every queue of this listing is observed below).
-        let sweep = !compared.names_same;
+        // Without a last listing, the queues not observed in this one are gone (every
+        // queue of it is observed below); with one, those of it no longer listed are.
+        let sweep = listed.is_none();
         if sweep {
             run.activity.begin_sweep();
+        } else if let Some(l) = listed {
+            for &k in &compared.gone {
+                run.activity.gone(&l.depths[k].vhost, &l.depths[k].name);
+            }
         }
         let unix = now.timestamp();
         let time = |secs: i64| chrono::DateTime::<Utc>::from_timestamp(secs, 0);
@@ -677,7 +685,7 @@ impl Guardian {
                 if consumers.is_some_and(|c| c > 0) {
                     run.activity.in_use(&q.vhost, &q.name, unix);
                 }
-                rests.push(last.map_or(Rest::No, |l| l.rest[i]));
+                rests.push(last.zip(compared.was_at[i]).map_or(Rest::No, |(l, k)| l.rest[k]));
                 continue;
             }
             let rec = records.get(&q.vhost, &q.name);

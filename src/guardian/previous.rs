@@ -38,8 +38,8 @@ pub(super) struct Last {
     pub growth: Vec<Option<i64>>,
     /// Each queue's rest after its last plan.
     pub rest: Vec<Rest>,
-    /// When each queue last changed (Unix seconds, and the cycle).
-    pub changed: Vec<(i64, i64)>,
+    /// What recording each queue's sample left behind.
+    pub sampled: Vec<crate::observations::samples::Sampled>,
     pub world: World,
     pub records: Records,
     pub nodes: Vec<crate::rabbit::NodeState>,
@@ -47,49 +47,116 @@ pub(super) struct Last {
 
 /// How this cycle's listing compares with the last one.
 pub(super) struct Compared {
+    /// Each queue's position in the last listing, if it was in it.
+    pub was_at: Vec<Option<usize>>,
+    /// The queue is as it was (its entry, and then its consumers).
+    pub same: Vec<bool>,
+    /// The positions in the last listing of the queues no longer listed.
+    pub gone: Vec<usize>,
     /// The same queues in the same order as the last listing.
     pub names_same: bool,
-    /// The position holds the same queue as last time (its names).
-    pub aligned: Vec<bool>,
-    /// ... and it is as it was (its entry and its consumers).
-    pub same: Vec<bool>,
 }
 
 impl Compared {
-    /// Compares a listing with the last one, position by position (nothing is the same
-    /// without a last listing).
+    /// Compares a listing with the last one (nothing is the same without one). Both are in
+    /// the broker's order: they are walked in step, and only where they part (a queue
+    /// made or deleted) is a queue looked up by name in the last listing.
     pub fn of(last: Option<&Last>, depths: &[QueueDepth]) -> Compared {
         let n = depths.len();
         let Some(last) = last else {
             return Compared {
-                names_same: false,
-                aligned: vec![false; n],
+                was_at: vec![None; n],
                 same: vec![false; n],
+                gone: Vec::new(),
+                names_same: false,
             };
         };
-        let mut aligned = Vec::with_capacity(n);
+        let old = &last.depths;
+        let mut by_name: Option<HashMap<(&str, &str), usize>> = None;
+        let mut was_at = Vec::with_capacity(n);
         let mut same = Vec::with_capacity(n);
-        for (i, q) in depths.iter().enumerate() {
-            match last.depths.get(i) {
-                Some(p) if p == q => {
-                    aligned.push(true);
-                    same.push(true);
-                }
-                Some(p) => {
-                    aligned.push(p.vhost == q.vhost && p.name == q.name);
-                    same.push(false);
-                }
-                None => {
-                    aligned.push(false);
-                    same.push(false);
-                }
+        let mut next = 0;
+        for q in depths {
+            let at = match old.get(next) {
+                Some(p) if p.vhost == q.vhost && p.name == q.name => Some(next),
+                _ => by_name
+                    .get_or_insert_with(|| {
+                        old.iter()
+                            .enumerate()
+                            .map(|(k, p)| ((p.vhost.as_str(), p.name.as_str()), k))
+                            .collect()
+                    })
+                    .get(&(q.vhost.as_str(), q.name.as_str()))
+                    .copied(),
+            };
+            if let Some(k) = at {
+                next = k + 1;
             }
+            same.push(at.is_some_and(|k| old[k] == *q));
+            was_at.push(at);
         }
-        let names_same = n == last.depths.len() && aligned.iter().all(|a| *a);
+        let mut listed = vec![false; old.len()];
+        for k in was_at.iter().flatten() {
+            listed[*k] = true;
+        }
+        let gone: Vec<usize> = (0..old.len()).filter(|k| !listed[*k]).collect();
+        let names_same = n == old.len() && was_at.iter().enumerate().all(|(i, k)| *k == Some(i));
         Compared {
-            names_same,
-            aligned,
+            was_at,
             same,
+            gone,
+            names_same,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Depth, QueueKind};
+
+    fn q(name: &str, messages: u64) -> QueueDepth {
+        QueueDepth::new("/", name, Some(Depth::of(messages, 0)), QueueKind::Classic)
+    }
+
+    fn last(depths: Vec<QueueDepth>) -> Last {
+        Last {
+            depths,
+            ..Last::default()
+        }
+    }
+
+    #[test]
+    fn given_the_same_listing_then_every_queue_is_where_it_was_and_the_same() {
+        let l = last(vec![q("a", 1), q("b", 2)]);
+        let c = Compared::of(Some(&l), &[q("a", 1), q("b", 3)]);
+        assert_eq!(c.was_at, [Some(0), Some(1)]);
+        assert_eq!(c.same, [true, false], "b's count moved");
+        assert!(c.names_same && c.gone.is_empty());
+    }
+
+    #[test]
+    fn given_a_queue_made_and_one_deleted_then_the_others_are_found_and_the_deleted_is_gone() {
+        let l = last(vec![q("a", 1), q("b", 2), q("c", 3), q("d", 4)]);
+        let c = Compared::of(Some(&l), &[q("a", 1), q("c", 3), q("ca", 0), q("d", 4)]);
+        assert_eq!(c.was_at, [Some(0), Some(2), None, Some(3)]);
+        assert_eq!(c.same, [true, true, false, true]);
+        assert_eq!(c.gone, [1]);
+        assert!(!c.names_same);
+    }
+
+    #[test]
+    fn given_a_listing_in_another_order_then_each_queue_is_still_found() {
+        let l = last(vec![q("a", 1), q("b", 2), q("c", 3)]);
+        let c = Compared::of(Some(&l), &[q("c", 3), q("a", 1), q("b", 2)]);
+        assert_eq!(c.was_at, [Some(2), Some(0), Some(1)]);
+        assert_eq!(c.same, [true, true, true]);
+        assert!(c.gone.is_empty() && !c.names_same);
+    }
+
+    #[test]
+    fn given_no_last_listing_then_nothing_is_the_same() {
+        let c = Compared::of(None, &[q("a", 1)]);
+        assert_eq!((c.was_at, c.same, c.names_same), (vec![None], vec![false], false));
     }
 }

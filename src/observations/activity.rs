@@ -199,6 +199,16 @@ impl Activity {
         (by_name.get_mut(name).expect("inserted above"), &mut self.due)
     }
 
+    /// A queue no longer listed: its row goes at the next `flush`.
+    pub fn gone(&mut self, vhost: &str, name: &str) {
+        if let Some(by_name) = self.rows.get_mut(vhost)
+            && let Some(row) = by_name.remove(name)
+            && row.stored.is_some()
+        {
+            self.gone.push((vhost.to_owned(), name.to_owned()));
+        }
+    }
+
     /// The queues not observed since [`Activity::begin_sweep`] are gone: their rows go at
     /// the next `flush`.
     pub fn sweep(&mut self) {

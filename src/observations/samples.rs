@@ -40,26 +40,38 @@ pub struct Reading<'a> {
 
 impl Sampler {
     /// Writes one sample per queue whose depth changed since its last sample, at most one
-    /// per queue per minute. `now` is in Unix seconds.
+    /// per queue per minute. `now` is in Unix seconds. Says of each reading, in order,
+    /// what the next cycle needs to know to leave it alone while it does not change.
     pub async fn record<'a>(
         &mut self,
         db: &impl ConnectionTrait,
         readings: impl IntoIterator<Item = Reading<'a>>,
         now: i64,
-    ) -> Result<usize, DbErr> {
+    ) -> Result<Vec<Sampled>, DbErr> {
         let minute = now - now.rem_euclid(60);
         let mut rows: Vec<Reading<'a>> = Vec::new();
+        let mut out = Vec::new();
         for q in readings {
-            let Some(d) = q.depth else { continue };
+            let Some(d) = q.depth else {
+                out.push(Sampled::default());
+                continue;
+            };
             let values = [Some(d.messages), Some(d.ready), Some(d.unacked), q.consumers];
             match by_names(&self.last, q.vhost, q.name) {
-                Some((at, v)) if *at == minute || *v == values => {}
+                Some((at, v)) if *at == minute || *v == values => out.push(Sampled {
+                    waiting: *v != values,
+                    may_grow: self.may_grow(q.vhost, q.name),
+                }),
                 _ => {
                     rows.push(q);
                     self.last
                         .insert((q.vhost.to_owned(), q.name.to_owned()), (minute, values));
                     let recent = self.recent.entry((q.vhost.to_owned(), q.name.to_owned())).or_default();
                     recent.push_back((minute, d.messages));
+                    out.push(Sampled {
+                        waiting: false,
+                        may_grow: recent.len() >= 2,
+                    });
                 }
             }
         }
@@ -99,8 +111,24 @@ impl Sampler {
             );
             db.execute(&insert).await?;
         }
-        Ok(rows.len())
+        Ok(out)
     }
+
+    /// Enough samples of the queue in the window for a growth ([`Sampler::growth`]).
+    fn may_grow(&self, vhost: &str, name: &str) -> bool {
+        by_names(&self.recent, vhost, name).is_some_and(|p| p.len() >= 2)
+    }
+}
+
+/// What recording a reading left behind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sampled {
+    /// It changed within the minute of its last sample: its sample waits for the next
+    /// minute, and it is read again until then.
+    pub waiting: bool,
+    /// It has samples enough for a growth; without them, a queue that does not change
+    /// has none (samples only leave the window).
+    pub may_grow: bool,
 }
 
 /// One sample: Unix seconds and messages.
