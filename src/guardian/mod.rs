@@ -34,9 +34,9 @@ use crate::domain::event::NodeDown;
 use crate::domain::plan::{self, Deletion, Live, Outcome as Done, Planned, Queue, Rest, Seen};
 use crate::domain::{Actor, NamePair, Ownership, QueueKind, QueueRef, by_names};
 use crate::events::{NewEvent, store};
+use crate::observations;
 use crate::observations::activity::{Activity, Observed};
 use crate::observations::samples::{self, Sampler};
-use crate::observations::{self, Snapshot};
 use crate::projections;
 use crate::projections::broker::BrokerStatus;
 use crate::rabbit::amqp::ARCHIVER_TAG_PREFIX;
@@ -99,7 +99,9 @@ struct RunState {
     retry_at: Option<Instant>,
     cycle: i64,
     sampler: Sampler,
-    consumers: HashMap<(String, String), u64>,
+    /// Each queue's consumers other than the guardian's archivers, where it has any;
+    /// `None` when they could not be read.
+    consumers: Option<HashMap<(String, String), u64>>,
     consumers_at: Option<Instant>,
     /// The length limits of each vhost's policies, by policy name (operator policies
     /// under their own map), refreshed with the consumers.
@@ -230,7 +232,7 @@ impl Guardian {
             .enumerate()
             .map(|(i, q)| match (&last, compared.was_at[i]) {
                 (Some(l), Some(k)) if !refreshed => l.counts[k],
-                _ => by_names(&run.consumers, &q.vhost, &q.name).copied(),
+                _ => consumers_of(run.consumers.as_ref(), q),
             })
             .collect();
         if let Some(l) = &last {
@@ -293,29 +295,22 @@ impl Guardian {
         }
         if snapshot_changed || !run.stored || !observations::touch_latest(&self.ctx.db, run.cycle, &observed_at).await?
         {
-            let queues = observed
+            let queues: Vec<observations::SeenRef<'_>> = observed
                 .iter()
                 .zip(&counts)
                 .zip(&growth)
-                .map(|((q, consumers), growth)| observations::Seen {
-                    growth: *growth,
-                    consumers: *consumers,
-                    availability: q.availability,
-                    node: q.node.clone().filter(|_| !q.availability.is_up()),
-                    vhost: q.vhost.clone(),
-                    name: q.name.clone(),
+                .map(|((q, consumers), growth)| observations::SeenRef {
+                    vhost: &q.vhost,
+                    name: &q.name,
                     depth: q.depth,
+                    consumers: *consumers,
                     kind: q.kind,
+                    growth: *growth,
+                    availability: q.availability,
+                    node: q.node.as_deref().filter(|_| !q.availability.is_up()),
                 })
-                .collect::<Vec<_>>();
-            let snapshot = Snapshot {
-                cycle: run.cycle,
-                observed_at,
-                queues: std::sync::Arc::new(queues),
-                nodes: run.nodes.clone(),
-                owners: None,
-            };
-            observations::store_latest(&self.ctx.db, &snapshot).await?;
+                .collect();
+            observations::store_observation(&self.ctx.db, run.cycle, &observed_at, &queues, &run.nodes).await?;
             run.stored = true;
         }
         run.last = Some(Last {
@@ -351,13 +346,8 @@ impl Guardian {
         }
         let compared = Compared::of(run.last.as_ref(), &depths);
         // New queues get their count at once; the others every CONSUMERS_EVERY. A queue
-        // at the position it had in the last listing is not new: the counts cover every
-        // queue listed since they were read, or none (when they could not be read).
-        let new_queue = (run.consumers.is_empty() && !depths.is_empty())
-            || depths
-                .iter()
-                .zip(&compared.was_at)
-                .any(|(q, at)| at.is_none() && by_names(&run.consumers, &q.vhost, &q.name).is_none());
+        // of the last listing is not new: the counts were read when it was.
+        let new_queue = run.consumers.is_none() || compared.was_at.iter().any(Option::is_none);
         let refresh = run.consumers_at.is_none_or(|t| t.elapsed() >= CONSUMERS_EVERY);
         // The nodes' states: at the consumers' pace, and every cycle while a queue
         // cannot be counted (to say which node is down).
@@ -387,16 +377,8 @@ impl Guardian {
                     }
                 }
             }
-            if complete {
-                // Queues without consumers are 0, not unknown.
-                for q in &depths {
-                    counts.entry((q.vhost.clone(), q.name.clone())).or_insert(0);
-                }
-                run.consumers = counts;
-            } else {
-                // A count that could not be read is unknown, never the last one seen.
-                run.consumers.clear();
-            }
+            // A count that could not be read is unknown, never the last one seen.
+            run.consumers = complete.then_some(counts);
             run.consumers_at = Some(Instant::now());
             for v in vhosts {
                 match broker.policy_limits(v).await {
@@ -820,6 +802,11 @@ struct Guarded {
     rests: Vec<Rest>,
     world: World,
     records: projections::queues::Records,
+}
+
+/// A queue's consumers: 0 when it has none, `None` when they could not be read.
+fn consumers_of(counts: Option<&HashMap<(String, String), u64>>, q: &QueueDepth) -> Option<u64> {
+    counts.map(|c| by_names(c, &q.vhost, &q.name).copied().unwrap_or(0))
 }
 
 /// A vhost's policies' limits and its operator policies' limits, by name.

@@ -60,8 +60,11 @@ impl Row {
 pub struct Activity {
     loaded: bool,
     rows: HashMap<String, HashMap<String, Row>>,
-    /// Rows to write at the next `flush`: a flush looks at what changed only.
+    /// Stored rows to write at the next `flush`: a flush looks at what changed only.
     due: Vec<(String, String)>,
+    /// Rows never stored (new queues) waiting to be written: a flush then looks at every
+    /// row instead of keeping a copy of 100,000 new queues' names.
+    unstored: usize,
     /// Rows to delete: their queues are gone.
     gone: Vec<(String, String)>,
     /// The sweep under way: a queue observed in it is still there.
@@ -109,6 +112,7 @@ impl Activity {
         self.loaded = false;
         self.rows.clear();
         self.due.clear();
+        self.unstored = 0;
         self.gone.clear();
     }
 
@@ -128,7 +132,7 @@ impl Activity {
         now: i64,
     ) -> Observed {
         let sweep = self.sweep;
-        let (row, due) = self.row(vhost, name, now);
+        let (row, due, unstored) = self.row(vhost, name, now);
         row.seen_in = sweep;
         let o = &mut row.now;
         match consumers {
@@ -153,27 +157,21 @@ impl Activity {
             }
         }
         let o = row.now;
-        if !row.queued && row.due() {
-            row.queued = true;
-            due.push((vhost.to_owned(), name.to_owned()));
-        }
+        queue(row, due, unstored, vhost, name);
         o
     }
 
     /// A queue seen again as it was, with consumers: in use now. The rest of what is
     /// known of it stands.
     pub fn in_use(&mut self, vhost: &str, name: &str, now: i64) {
-        let (row, due) = self.row(vhost, name, now);
+        let (row, due, unstored) = self.row(vhost, name, now);
         row.now.last_used = now;
         row.now.idle_since = None;
-        if !row.queued && row.due() {
-            row.queued = true;
-            due.push((vhost.to_owned(), name.to_owned()));
-        }
+        queue(row, due, unstored, vhost, name);
     }
 
     /// The row of a queue (a new one first seen `now`), and the rows due to be written.
-    fn row(&mut self, vhost: &str, name: &str, now: i64) -> (&mut Row, &mut Vec<(String, String)>) {
+    fn row(&mut self, vhost: &str, name: &str, now: i64) -> (&mut Row, &mut Vec<(String, String)>, &mut usize) {
         // Looked up before inserting: the keys are copied only for a new queue.
         if !self.rows.contains_key(vhost) {
             self.rows.insert(vhost.to_owned(), HashMap::new());
@@ -196,7 +194,11 @@ impl Activity {
                 },
             );
         }
-        (by_name.get_mut(name).expect("inserted above"), &mut self.due)
+        (
+            by_name.get_mut(name).expect("inserted above"),
+            &mut self.due,
+            &mut self.unstored,
+        )
     }
 
     /// A queue no longer listed: its row goes at the next `flush`.
@@ -228,12 +230,22 @@ impl Activity {
     /// Writes what changed; the number of rows written and deleted.
     pub async fn flush(&mut self, db: &impl ConnectionTrait) -> Result<usize, DbErr> {
         let mut changed: Vec<(&str, &str, Observed)> = Vec::new();
-        for (vhost, name) in &self.due {
-            // Gone since (swept): nothing to write.
-            if let Some(row) = self.rows.get(vhost).and_then(|m| m.get(name))
-                && row.due()
-            {
-                changed.push((vhost, name, row.now));
+        if self.unstored > 0 {
+            for (vhost, by_name) in &self.rows {
+                for (name, row) in by_name {
+                    if row.queued && row.due() {
+                        changed.push((vhost, name, row.now));
+                    }
+                }
+            }
+        } else {
+            for (vhost, name) in &self.due {
+                // Gone since: nothing to write.
+                if let Some(row) = self.rows.get(vhost).and_then(|m| m.get(name))
+                    && row.due()
+                {
+                    changed.push((vhost, name, row.now));
+                }
             }
         }
         let written = changed.len();
@@ -273,6 +285,12 @@ impl Activity {
                 row.stored = Some(o);
             }
         }
+        if std::mem::take(&mut self.unstored) > 0 {
+            self.due.clear();
+            for row in self.rows.values_mut().flat_map(|m| m.values_mut()) {
+                row.queued = false;
+            }
+        }
         for (vhost, name) in std::mem::take(&mut self.due) {
             if let Some(row) = self.rows.get_mut(&vhost).and_then(|m| m.get_mut(&name)) {
                 row.queued = false;
@@ -293,6 +311,19 @@ impl Activity {
             .await?;
         }
         Ok(written + gone.len())
+    }
+}
+
+/// Queues a row whose change is to be written.
+fn queue(row: &mut Row, due: &mut Vec<(String, String)>, unstored: &mut usize, vhost: &str, name: &str) {
+    if row.queued || !row.due() {
+        return;
+    }
+    row.queued = true;
+    if row.stored.is_some() {
+        due.push((vhost.to_owned(), name.to_owned()));
+    } else {
+        *unstored += 1;
     }
 }
 

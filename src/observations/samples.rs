@@ -8,7 +8,9 @@ use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
 use sea_orm::{ConnectionTrait, DbErr, Value};
 
 use crate::db::stmt;
-use crate::domain::{QueueRef, by_names};
+use std::collections::VecDeque;
+
+use crate::domain::{NamePair, QueueRef, by_names};
 
 /// Samples are kept this long (the queue page's chart shows 24 hours).
 pub const RETENTION_SECS: i64 = 25 * 3600;
@@ -25,7 +27,7 @@ fn int(v: Option<u64>) -> Value {
 #[derive(Default)]
 pub struct Sampler {
     last: HashMap<(String, String), Written>,
-    recent: HashMap<(String, String), std::collections::VecDeque<Point>>,
+    recent: HashMap<(String, String), VecDeque<Point>>,
 }
 
 /// One queue's counts as read now.
@@ -64,13 +66,34 @@ impl Sampler {
                 }),
                 _ => {
                     rows.push(q);
-                    self.last
-                        .insert((q.vhost.to_owned(), q.name.to_owned()), (minute, values));
-                    let recent = self.recent.entry((q.vhost.to_owned(), q.name.to_owned())).or_default();
-                    recent.push_back((minute, d.messages));
+                    let pair = (q.vhost, q.name);
+                    let before = match self.last.get_mut(&pair as &dyn NamePair) {
+                        Some(w) => Some(std::mem::replace(w, (minute, values))),
+                        None => {
+                            self.last
+                                .insert((q.vhost.to_owned(), q.name.to_owned()), (minute, values));
+                            None
+                        }
+                    };
+                    // A queue's first sample is only in `last`: the window's samples are
+                    // kept from the second on (100,000 new queues hold no list each).
+                    let may_grow = match before {
+                        None => false,
+                        Some((at, was)) => {
+                            let points = match self.recent.get_mut(&pair as &dyn NamePair) {
+                                Some(p) => p,
+                                None => self
+                                    .recent
+                                    .entry((q.vhost.to_owned(), q.name.to_owned()))
+                                    .or_insert_with(|| VecDeque::from([(at, was[0].unwrap_or(0))])),
+                            };
+                            points.push_back((minute, d.messages));
+                            points.len() >= 2
+                        }
+                    };
                     out.push(Sampled {
                         waiting: false,
-                        may_grow: recent.len() >= 2,
+                        may_grow,
                     });
                 }
             }

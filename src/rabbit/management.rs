@@ -205,8 +205,8 @@ impl ManagementClient {
 
     /// A vhost's queue listing with `query`, read leniently ([`decode_depths`]).
     async fn depth_listing(&self, vhost: &str, query: &str) -> Result<Vec<QueueDepth>, BrokerError> {
-        let raw = self.get_with(&["queues", vhost], query, decode_depths).await?;
-        Ok(raw.into_iter().map(|q| q.into_depth(vhost)).collect())
+        self.get_with(&["queues", vhost], query, |b| decode_depths(b, vhost))
+            .await
     }
 
     /// PUT or DELETE that must succeed (DELETE may find nothing).
@@ -338,11 +338,46 @@ fn quorum_lost(leader: Option<&str>, members: Option<&[String]>, online: Option<
 /// gives a quorum queue's `type`, `state` and `online` twice: the queue's own, then its
 /// type's, which is the one that says `minority`), and an entry with a value of the
 /// wrong type keeps its name and loses its count ([`RawDepth::lenient`]).
-fn decode_depths(bytes: &[u8]) -> Result<Vec<RawDepth>, serde_json::Error> {
-    serde_json::from_slice::<Vec<RawDepth>>(bytes).or_else(|_| {
+fn decode_depths(bytes: &[u8], vhost: &str) -> Result<Vec<QueueDepth>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let whole = Depths(vhost).deserialize(&mut de).and_then(|d| de.end().map(|()| d));
+    whole.or_else(|_| {
         let entries: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(bytes)?;
-        Ok(entries.into_iter().filter_map(RawDepth::lenient).collect())
+        Ok(entries
+            .into_iter()
+            .filter_map(RawDepth::lenient)
+            .map(|q| q.into_depth(vhost))
+            .collect())
     })
+}
+
+/// A listing read entry by entry into depths: the raw entries of 100,000 queues are
+/// never all held at once.
+struct Depths<'a>(&'a str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Depths<'_> {
+    type Value = Vec<QueueDepth>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<QueueDepth>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Depths<'_> {
+    type Value = Vec<QueueDepth>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of queues")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<QueueDepth>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(raw) = seq.next_element::<RawDepth>()? {
+            out.push(raw.into_depth(self.0));
+        }
+        Ok(out)
+    }
 }
 
 impl RawDepth {
@@ -635,11 +670,7 @@ mod tests {
     }
 
     fn decode(json: &str) -> Vec<QueueDepth> {
-        decode_depths(json.as_bytes())
-            .unwrap()
-            .into_iter()
-            .map(|q| q.into_depth("v"))
-            .collect()
+        decode_depths(json.as_bytes(), "v").unwrap()
     }
 
     /// Recorded from RabbitMQ 3.10.8, rabbit2@localhost stopped (see `quorum_lost`).
@@ -734,11 +765,7 @@ mod tests {
     //   counts.
 
     fn decode4(json: &str) -> Vec<QueueDepth> {
-        decode_depths(json.as_bytes())
-            .unwrap()
-            .into_iter()
-            .map(|q| q.into_depth("/"))
-            .collect()
+        decode_depths(json.as_bytes(), "/").unwrap()
     }
 
     #[test]

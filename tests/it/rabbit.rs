@@ -6,7 +6,7 @@ use serde_json::json;
 
 pub const MANAGEMENT: &str = "http://127.0.0.1:15672";
 
-fn api(path: &str) -> String {
+pub fn api(path: &str) -> String {
     format!("{MANAGEMENT}/api/{path}")
 }
 

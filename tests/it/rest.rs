@@ -126,3 +126,49 @@ async fn a_steady_broker_is_planned_once_and_each_change_again(backend: Backend)
     let empty_still = guarded(&w).await;
     assert!(empty_still.planned < 4, "and then at rest again: {empty_still:?}");
 }
+
+on_both!(a_queue_made_or_deleted_leaves_the_others_at_rest);
+
+async fn a_queue_made_or_deleted_leaves_the_others_at_rest(backend: Backend) {
+    let w = world(backend, &[]).await;
+    for q in ["queue/alice/a", "queue/alice/b", "queue/alice/c"] {
+        w.vhost.fill(q, 1).await;
+    }
+    assert_eq!(guarded(&w).await.planned, 3);
+    assert_eq!(guarded(&w).await.planned, 0);
+    // A queue made between the others: only it is planned.
+    w.vhost.fill("queue/alice/bb", 1).await;
+    let r = guarded(&w).await;
+    assert_eq!((r.queues, r.planned), (4, 1), "{r:?}");
+    // A queue deleted: nothing to plan, and what was known of its activity goes.
+    let activity = |name: &'static str| {
+        let db = w.t.app.db.clone();
+        let vhost = w.vhost.name.clone();
+        async move {
+            db.query_all_raw(pulseguardian::db::stmt(
+                db.get_database_backend(),
+                "SELECT name FROM queue_activity WHERE vhost = ? AND name = ?",
+                [vhost.as_str().into(), name.into()],
+            ))
+            .await
+            .unwrap()
+            .len()
+        }
+    };
+    assert_eq!(activity("queue/alice/b").await, 1);
+    let r = reqwest::Client::new()
+        .delete(crate::rabbit::api(&format!(
+            "queues/{}/{}",
+            pulseguardian::domain::encode_segment(&w.vhost.name),
+            pulseguardian::domain::encode_segment("queue/alice/b")
+        )))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = guarded(&w).await;
+    assert_eq!((r.queues, r.planned), (3, 0), "{r:?}");
+    assert_eq!(activity("queue/alice/b").await, 0, "its activity is gone");
+    assert_eq!(activity("queue/alice/bb").await, 1);
+}
