@@ -219,7 +219,7 @@ impl Guardian {
             }
         };
         // Taken: a cycle cut short leaves none, and the next one looks at everything.
-        let last = run.last.take();
+        let mut last = run.last.take();
         // One read of the broker's status for both: a recovery changes nothing of a
         // partial episode.
         let status = projections::broker::status(&self.ctx.db).await?;
@@ -247,8 +247,9 @@ impl Guardian {
             rests,
             world,
             records,
+            position,
         } = self
-            .guard(epoch, &observed, &counts, &compared, last.as_ref(), &mut run)
+            .guard(epoch, &observed, &counts, &compared, last.as_mut(), &mut run)
             .await?;
 
         run.cycle += 1;
@@ -321,6 +322,7 @@ impl Guardian {
             sampled,
             world,
             records,
+            position,
             nodes: run.nodes.clone(),
         });
         ::metrics::histogram!("pulseguardian_guardian_cycle_seconds").record(started.elapsed().as_secs_f64());
@@ -536,7 +538,7 @@ impl Guardian {
         observed: &[QueueDepth],
         counts: &[Option<u64>],
         compared: &Compared,
-        last: Option<&Last>,
+        mut last: Option<&mut Last>,
         run: &mut RunState,
     ) -> Result<Guarded, GuardianError> {
         let now = Utc::now();
@@ -544,17 +546,34 @@ impl Guardian {
         // The read models first take in everything on the log: the guardian before this
         // one may have died between appending its decisions and projecting them, and a
         // plan on a record that misses them would decide them again.
-        projections::catch_up_if_behind(db)
+        let position = projections::catch_up_if_behind(db)
             .await
             .map_err(|e| GuardianError::Projection(e.to_string()))?;
-        let records = projections::queues::all(db).await?;
-        let channels = crate::app::alerts::channels(&self.ctx).await?;
-        let mut recipients = projections::accounts::recipients(db).await?;
-        channels.add_recipients_to(&mut recipients);
+        // Nothing recorded since the last cycle read the records, accounts and channels:
+        // they are as it read them (a steady broker reads none of them again).
+        let unrecorded = last.as_deref_mut().filter(|l| l.position == position);
+        let reused = unrecorded.is_some();
+        let (records, accounts, recipients, channels) = match unrecorded {
+            Some(l) => (
+                std::mem::take(&mut l.records),
+                l.world.accounts.clone(),
+                l.world.recipients.clone(),
+                l.world.channels.clone(),
+            ),
+            None => {
+                let records = projections::queues::all(db).await?;
+                let channels = crate::app::alerts::channels(&self.ctx).await?;
+                let mut recipients = projections::accounts::recipients(db).await?;
+                channels.add_recipients_to(&mut recipients);
+                let accounts = projections::accounts::names(db).await?;
+                (records, accounts, recipients, channels)
+            }
+        };
+        let last: Option<&Last> = last.map(|l| &*l);
         let archivers = &self.archivers;
         archivers.prepare().await;
         let world = World {
-            accounts: projections::accounts::names(db).await?,
+            accounts,
             recipients,
             channels,
             policies: run.policies.clone(),
@@ -570,7 +589,10 @@ impl Guardian {
         // record: not planned again (their rest stands).
         let listed = last;
         let last = last.filter(|l| l.world == world);
-        let changed_records = last.map(|l| records.changed_since(&l.records)).unwrap_or_default();
+        let changed_records = last
+            .filter(|_| !reused)
+            .map(|l| records.changed_since(&l.records))
+            .unwrap_or_default();
         let resting: Vec<bool> = match last {
             None => vec![false; observed.len()],
             Some(l) => observed
@@ -784,6 +806,7 @@ impl Guardian {
             rests,
             world,
             records,
+            position,
         })
     }
 }
@@ -802,6 +825,8 @@ struct Guarded {
     rests: Vec<Rest>,
     world: World,
     records: projections::queues::Records,
+    /// The log's position the records were read at.
+    position: i64,
 }
 
 /// A queue's consumers: 0 when it has none, `None` when they could not be read.

@@ -42,6 +42,8 @@ pub(super) struct Last {
     pub sampled: Vec<crate::observations::samples::Sampled>,
     pub world: World,
     pub records: Records,
+    /// The log's position `records` and the world's accounts and channels were read at.
+    pub position: i64,
     pub nodes: Vec<crate::rabbit::NodeState>,
 }
 

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
-use sea_orm::{ConnectionTrait, DbErr, Value};
+use sea_orm::{ConnectionTrait, DbErr, StreamTrait, Value};
 
 use crate::db::stmt;
 use crate::domain::Depth;
@@ -72,20 +72,23 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// Reads what was stored (once, or again after `forget`).
-    pub async fn load(&mut self, db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    /// Reads what was stored (once, or again after `forget`), row by row: 100,000 rows
+    /// are never held as query results all at once.
+    pub async fn load<C: ConnectionTrait + StreamTrait>(&mut self, db: &C) -> Result<(), DbErr> {
+        use futures::TryStreamExt;
         if self.loaded {
             return Ok(());
         }
+        self.rows.clear();
         let rows = db
-            .query_all_raw(stmt(
-                db.get_database_backend(),
+            .stream_raw(stmt(
+                ConnectionTrait::get_database_backend(db),
                 "SELECT vhost, name, first_seen, last_used, idle_since, over_since FROM queue_activity",
                 [],
             ))
             .await?;
-        self.rows.clear();
-        for r in rows {
+        let mut rows = std::pin::pin!(rows);
+        while let Some(r) = rows.try_next().await? {
             let o = Observed {
                 first_seen: r.try_get("", "first_seen")?,
                 last_used: r.try_get("", "last_used")?,

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use sea_orm::sea_query::{Alias, OnConflict, Query, SimpleExpr};
-use sea_orm::{ConnectionTrait, DbErr, Value};
+use sea_orm::{ConnectionTrait, DbErr, StreamTrait, Value};
 
 use crate::db::stmt;
 use std::collections::VecDeque;
@@ -159,26 +159,57 @@ pub type Point = (i64, u64);
 
 impl Sampler {
     /// Loads the forecast window's samples from the database: a guardian that starts or
-    /// takes over forecasts at once from what the one before it recorded.
-    pub async fn prime(&mut self, db: &impl ConnectionTrait, now: i64) -> Result<usize, DbErr> {
+    /// takes over forecasts at once from what the one before it recorded. Read row by
+    /// row; a queue's last sample is kept as its last written one, and the window's list
+    /// only for a queue with two or more.
+    pub async fn prime<C: ConnectionTrait + StreamTrait>(&mut self, db: &C, now: i64) -> Result<usize, DbErr> {
+        use futures::TryStreamExt;
         let since = now - crate::domain::alarms::FORECAST_WINDOW_SECS - 60;
         let rows = db
-            .query_all_raw(stmt(
-                db.get_database_backend(),
-                "SELECT vhost, name, at, messages FROM samples WHERE at >= ? ORDER BY at",
+            .stream_raw(stmt(
+                ConnectionTrait::get_database_backend(db),
+                "SELECT vhost, name, at, messages FROM samples WHERE at >= ? ORDER BY vhost, name, at",
                 [since.into()],
             ))
             .await?;
+        let mut rows = std::pin::pin!(rows);
+        // What another guardian wrote since this one last did is what counts.
         self.recent.clear();
-        for r in &rows {
-            let key = (r.try_get::<String>("", "vhost")?, r.try_get::<String>("", "name")?);
+        self.last.clear();
+        let mut read = 0;
+        // One queue's samples at a time (in order), then kept only if there are two.
+        let mut current: Option<((String, String), VecDeque<Point>)> = None;
+        while let Some(r) = rows.try_next().await? {
+            read += 1;
+            let (vhost, name) = (r.try_get::<String>("", "vhost")?, r.try_get::<String>("", "name")?);
             let point = (
                 r.try_get::<i64>("", "at")?,
                 r.try_get::<i64>("", "messages")?.max(0) as u64,
             );
-            self.recent.entry(key).or_default().push_back(point);
+            match &mut current {
+                Some((key, points)) if key.0 == vhost && key.1 == name => points.push_back(point),
+                _ => {
+                    if let Some((key, points)) = current.take() {
+                        self.keep(key, points);
+                    }
+                    current = Some(((vhost, name), VecDeque::from([point])));
+                }
+            }
         }
-        Ok(rows.len())
+        if let Some((key, points)) = current {
+            self.keep(key, points);
+        }
+        Ok(read)
+    }
+
+    /// A queue's primed samples: its last one as its last written (so the next change
+    /// is written and joins it), the window's list when there are two or more.
+    fn keep(&mut self, key: (String, String), points: VecDeque<Point>) {
+        let Some(&(at, messages)) = points.back() else { return };
+        self.last.insert(key.clone(), (at, [Some(messages), None, None, None]));
+        if points.len() >= 2 {
+            self.recent.insert(key, points);
+        }
     }
 
     /// The growth per minute of a queue holding `messages` at `now` (Unix seconds), from

@@ -78,12 +78,16 @@ pub async fn catch_up(db: &DatabaseConnection) -> Result<u64, ProjectionError> {
 }
 
 /// [`catch_up`] after a read-only look (the log's head against the checkpoint) that on a
-/// steady log finds nothing to do, without the write transaction.
-pub async fn catch_up_if_behind(db: &DatabaseConnection) -> Result<u64, ProjectionError> {
-    if store::head_seq(db).await? <= checkpoint(db).await? {
-        return Ok(0);
+/// steady log finds nothing to do, without the write transaction. Returns the position
+/// of the log the read models take in now: the same position twice, nothing was
+/// recorded in between.
+pub async fn catch_up_if_behind(db: &DatabaseConnection) -> Result<i64, ProjectionError> {
+    let head = store::head_seq(db).await?;
+    if head <= checkpoint(db).await? {
+        return Ok(head);
     }
-    catch_up(db).await
+    catch_up(db).await?;
+    Ok(checkpoint(db).await?)
 }
 
 /// Applies at most `limit` events in one transaction; returns how many.
