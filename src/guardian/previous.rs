@@ -80,7 +80,7 @@ impl Compared {
         let mut next = 0;
         for q in depths {
             let at = match old.get(next) {
-                Some(p) if p.vhost == q.vhost && p.name == q.name => Some(next),
+                Some(p) if p.name == q.name && p.vhost == q.vhost => Some(next),
                 _ => by_name
                     .get_or_insert_with(|| {
                         old.iter()
@@ -94,7 +94,8 @@ impl Compared {
             if let Some(k) = at {
                 next = k + 1;
             }
-            same.push(at.is_some_and(|k| old[k] == *q));
+            // Found by its names: the rest decides.
+            same.push(at.is_some_and(|k| old[k].same_state(q)));
             was_at.push(at);
         }
         let mut listed = vec![false; old.len()];
