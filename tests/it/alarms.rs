@@ -22,7 +22,7 @@ use crate::support::{Backend, wait_for};
 
 /// Writes what the guardian would have observed of `queue`: first seen and last used
 /// `used_secs_ago`, without consumers for `idle_secs_ago`.
-async fn observed_long_ago(w: &World, queue: &str, used_secs_ago: i64, idle_secs_ago: i64) {
+pub async fn observed_long_ago(w: &World, queue: &str, used_secs_ago: i64, idle_secs_ago: i64) {
     let now = chrono::Utc::now().timestamp();
     let db = &w.t.app.db;
     db.execute_raw(pulseguardian::db::stmt(

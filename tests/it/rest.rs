@@ -10,6 +10,7 @@ use pulseguardian::domain::QueueRef;
 use pulseguardian::events::store;
 use sea_orm::ConnectionTrait;
 
+use crate::alarms::observed_long_ago;
 use crate::guardian::{World, account, events_of, guarded, world};
 use crate::on_both;
 use crate::support::{Backend, wait_for};
@@ -51,21 +52,7 @@ async fn a_steady_broker_is_planned_once_and_each_change_again(backend: Backend)
     w.vhost.declare(empty).await;
     w.vhost.fill(idle, 1).await;
     // `idle` has had no consumer for 60 minutes less 6 seconds: its rest ends then.
-    let now = chrono::Utc::now().timestamp();
-    let db = &w.t.app.db;
-    db.execute_raw(pulseguardian::db::stmt(
-        db.get_database_backend(),
-        "INSERT INTO queue_activity (vhost, name, first_seen, last_used, idle_since, over_since) VALUES (?, ?, ?, ?, ?, NULL)",
-        [
-            w.vhost.name.as_str().into(),
-            idle.into(),
-            (now - 7200).into(),
-            (now - 7200).into(),
-            (now - 3600 + 6).into(),
-        ],
-    ))
-    .await
-    .unwrap();
+    observed_long_ago(&w, idle, 7200, 3600 - 6).await;
 
     let first = guarded(&w).await;
     assert_eq!(
