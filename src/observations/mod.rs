@@ -193,8 +193,22 @@ pub fn owners_of(queues: &[Seen]) -> Owners {
 /// ([`touch_latest`]), so the same columns of `latest_observation` say when it was last
 /// written in full, and nothing reads them.
 pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<(), DbErr> {
-    let queues: Vec<SeenRef<'_>> = snapshot.queues.iter().map(SeenRef::from).collect();
+    let queues = Written(|| snapshot.queues.iter().map(SeenRef::from));
     store_observation(db, snapshot.cycle, &snapshot.observed_at, &queues, &snapshot.nodes).await
+}
+
+/// Queues made one by one as they are written: 100,000 queues are not gathered into a
+/// list first.
+pub struct Written<F>(pub F);
+
+impl<'a, F, I> Serialize for Written<F>
+where
+    F: Fn() -> I,
+    I: Iterator<Item = SeenRef<'a>>,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
 }
 
 /// [`store_latest`] of the queues as borrowed.
@@ -202,7 +216,7 @@ pub async fn store_observation(
     db: &impl ConnectionTrait,
     cycle: i64,
     observed_at: &str,
-    queues: &[SeenRef<'_>],
+    queues: &impl Serialize,
     nodes: &[NodeState],
 ) -> Result<(), DbErr> {
     use sha2::Digest;
