@@ -365,16 +365,15 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
     // One pass: the overview counts every visible queue, the listing keeps the filtered.
     let mut all: Vec<(&Seen, Option<&QueueRecord>)> = Vec::new();
     for (s, r) in listing.visible(who) {
+        // Each attention counted by the same test the filter uses (at risk worked out once).
         let risk = at_risk(s, r);
         overview.over_warning += usize::from(s.messages().is_some_and(|m| m > warn(r)));
         overview.at_risk += usize::from(risk);
-        if let Some(r) = r {
-            overview.unconsumed += usize::from(r.unconsumed);
-            overview.dropping += usize::from(r.overflowing);
-            overview.archiving += usize::from(r.archiving);
-            overview.unused += usize::from(r.unused_delete_on.is_some());
-        }
-        overview.unknown += usize::from(s.depth.is_none());
+        overview.unconsumed += usize::from(needs(Attention::Unconsumed, s, r));
+        overview.dropping += usize::from(needs(Attention::Dropping, s, r));
+        overview.archiving += usize::from(needs(Attention::Archiving, s, r));
+        overview.unused += usize::from(needs(Attention::Unused, s, r));
+        overview.unknown += usize::from(needs(Attention::Unknown, s, r));
         let wanted = match q.attention {
             None => true,
             Some(Attention::AtRisk) => risk,
