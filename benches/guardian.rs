@@ -355,6 +355,8 @@ fn main() {
     if !broker && !recorded && !wanted("confirm") {
         return;
     }
+    // The allocator as the binary has it: the steady cycle and the bare fetch see it too.
+    pulseguardian::startup::bound_the_allocator();
     rustls::crypto::ring::default_provider().install_default().ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
     if wanted("confirm") {

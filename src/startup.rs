@@ -33,6 +33,30 @@ pub const RECONCILE_SCHEDULE: &str = "*/10 * * * * *";
 /// Pruning of old samples, expired sign-in links and old outbox claims.
 pub const PRUNE_SCHEDULE: &str = "0 * * * * *";
 
+/// Bounds what glibc's allocator keeps from the system, once, before the runtime starts
+/// any thread (the binary's `main` and the benchmarks call it; an operator's own
+/// `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` wins). Two arenas instead of eight per core:
+/// memory freed by one worker thread is reused by the others instead of lingering in an
+/// arena of its own. A fixed mmap threshold of 128 KiB: glibc otherwise raises it to the
+/// largest block freed (up to 32 MiB), after which every cycle's multi-megabyte buffers
+/// (a listing of 100,000 queues, its parsed entries) come from the heap and leave pages
+/// behind when freed; above the threshold each is a mapping of its own, returned whole.
+/// Measured with `just bench guardian` (README, "Scale, measured").
+pub fn bound_the_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_some() || std::env::var_os("GLIBC_TUNABLES").is_some() {
+            return;
+        }
+        // SAFETY: `mallopt` only sets the allocator's parameters; glibc takes them under
+        // its own lock, and this runs before the runtime's threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        }
+    }
+}
+
 /// The application, as one process runs it.
 pub struct Started {
     pub ctx: Context,

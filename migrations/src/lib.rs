@@ -21,6 +21,7 @@ mod m0011_alerts;
 mod m0012_clusters;
 mod m0013_node_states;
 mod m0014_observation_stamp;
+mod m0015_observation_parts;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_clusters::Migration),
             Box::new(m0013_node_states::Migration),
             Box::new(m0014_observation_stamp::Migration),
+            Box::new(m0015_observation_parts::Migration),
         ]
     }
 }

@@ -296,23 +296,22 @@ impl Guardian {
         }
         if snapshot_changed || !run.stored || !observations::touch_latest(&self.ctx.db, run.cycle, &observed_at).await?
         {
-            let queues = observations::Written(|| {
-                observed
-                    .iter()
-                    .zip(&counts)
-                    .zip(&growth)
-                    .map(|((q, consumers), growth)| observations::SeenRef {
-                        vhost: &q.vhost,
-                        name: &q.name,
-                        depth: q.depth,
-                        consumers: *consumers,
-                        kind: q.kind,
-                        growth: *growth,
-                        availability: q.availability,
-                        node: q.node.as_deref().filter(|_| !q.availability.is_up()),
-                    })
+            // By position: a closure over borrowed arguments would not be `Send` here.
+            let (observed, counts, growth) = (&observed, &counts, &growth);
+            let queues = (0..observed.len()).map(move |i| {
+                let q = &observed[i];
+                observations::SeenRef {
+                    vhost: &q.vhost,
+                    name: &q.name,
+                    depth: q.depth,
+                    consumers: counts[i],
+                    kind: q.kind,
+                    growth: growth[i],
+                    availability: q.availability,
+                    node: q.node.as_deref().filter(|_| !q.availability.is_up()),
+                }
             });
-            observations::store_observation(&self.ctx.db, run.cycle, &observed_at, &queues, &run.nodes).await?;
+            observations::store_observation(&self.ctx.db, run.cycle, &observed_at, queues, &run.nodes).await?;
             run.stored = true;
         }
         run.last = Some(Last {

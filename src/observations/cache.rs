@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use super::Snapshot;
 
@@ -18,7 +18,7 @@ pub struct SnapshotCache(Arc<Mutex<Option<Cached>>>);
 impl SnapshotCache {
     /// The latest observation: from memory while its digest is unchanged (one small
     /// read); a cycle that changed nothing only moves its cycle and time.
-    pub async fn latest(&self, db: &impl ConnectionTrait) -> Result<Arc<Snapshot>, DbErr> {
+    pub async fn latest(&self, db: &DatabaseConnection) -> Result<Arc<Snapshot>, DbErr> {
         let Some(stamp) = super::stamp(db).await? else {
             return Ok(Arc::new(Snapshot::default()));
         };

@@ -7,7 +7,7 @@ mod cache;
 pub mod samples;
 
 use sea_orm::sea_query::{Alias, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, StreamTrait, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
@@ -188,71 +188,115 @@ pub fn owners_of(queues: &[Seen]) -> Owners {
     owners
 }
 
-/// Replaces the latest observation and its stamp (two statements). The stamp's table
-/// is the truth for the cycle and time: a cycle that changed nothing moves only those
-/// ([`touch_latest`]), so the same columns of `latest_observation` say when it was last
-/// written in full, and nothing reads them.
-pub async fn store_latest(db: &impl ConnectionTrait, snapshot: &Snapshot) -> Result<(), DbErr> {
-    let queues = Written(|| snapshot.queues.iter().map(SeenRef::from));
-    store_observation(db, snapshot.cycle, &snapshot.observed_at, &queues, &snapshot.nodes).await
+/// Replaces the latest observation and its stamp. The stamp's table is the truth for the
+/// cycle and time: a cycle that changed nothing moves only those ([`touch_latest`]), so
+/// the same columns of `latest_observation` say when it was last written in full, and
+/// nothing reads them.
+pub async fn store_latest(db: &DatabaseConnection, snapshot: &Snapshot) -> Result<(), DbErr> {
+    let queues = snapshot.queues.iter().map(SeenRef::from);
+    store_observation(db, snapshot.cycle, &snapshot.observed_at, queues, &snapshot.nodes).await
 }
 
-/// Queues made one by one as they are written: 100,000 queues are not gathered into a
-/// list first.
-pub struct Written<F>(pub F);
+/// At most this many queues in one part of the latest observation: some 140 kB of
+/// ordinary names, and under 7 MB with the longest names escaped at their worst (twice
+/// 255 bytes, six bytes each), well below MariaDB's default `max_allowed_packet` of 16 MiB.
+/// A part is a fixed number of queues, so a queue whose count changed changes its part
+/// only.
+pub const QUEUES_PER_PART: usize = 2000;
 
-impl<'a, F, I> Serialize for Written<F>
-where
-    F: Fn() -> I,
-    I: Iterator<Item = SeenRef<'a>>,
-{
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq((self.0)())
-    }
-}
-
-/// [`store_latest`] of the queues as borrowed.
-pub async fn store_observation(
-    db: &impl ConnectionTrait,
+/// Writes the latest observation, the queues made one by one as they are written in parts
+/// of [`QUEUES_PER_PART`]: 100,000 queues are never one value (nor one list of borrowed
+/// queues). A part whose digest is the one on record is not written again. One
+/// transaction: a reader sees the whole observation before or after.
+pub async fn store_observation<'a>(
+    db: &DatabaseConnection,
     cycle: i64,
     observed_at: &str,
-    queues: &impl Serialize,
+    queues: impl IntoIterator<Item = SeenRef<'a>>,
     nodes: &[NodeState],
 ) -> Result<(), DbErr> {
     use sha2::Digest;
     let bad = |e: serde_json::Error| DbErr::Custom(e.to_string());
-    let data = serde_json::to_string(queues).map_err(bad)?;
     let nodes = serde_json::to_string(nodes).map_err(bad)?;
+    let txn = db::begin_write(db).await?;
+    let stored: std::collections::HashMap<i64, String> = {
+        let rows = txn
+            .query_all_raw(db::stmt(
+                ConnectionTrait::get_database_backend(&txn),
+                "SELECT part, digest FROM observation_parts",
+                [],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|r| Ok((r.try_get("", "part")?, r.try_get("", "digest")?)))
+            .collect::<Result<_, DbErr>>()?
+    };
+    // The observation's digest is made of its parts' digests and its nodes.
+    let mut whole = sha2::Sha256::new();
+    let mut queues = queues.into_iter().peekable();
+    let mut parts: i64 = 0;
+    while queues.peek().is_some() {
+        let mut json = Vec::with_capacity(64 * QUEUES_PER_PART);
+        json.push(b'[');
+        for (i, q) in queues.by_ref().take(QUEUES_PER_PART).enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            serde_json::to_writer(&mut json, &q).map_err(bad)?;
+        }
+        json.push(b']');
+        let digest = hex::encode(sha2::Sha256::digest(&json));
+        whole.update(digest.as_bytes());
+        if stored.get(&parts) != Some(&digest) {
+            let json = String::from_utf8(json).map_err(|e| DbErr::Custom(e.to_string()))?;
+            upsert(
+                &txn,
+                "observation_parts",
+                ("part", parts.into()),
+                vec![("queues", json.into()), ("digest", digest.into())],
+            )
+            .await?;
+        }
+        parts += 1;
+    }
+    if stored.keys().any(|&p| p >= parts) {
+        txn.execute_raw(db::stmt(
+            ConnectionTrait::get_database_backend(&txn),
+            "DELETE FROM observation_parts WHERE part >= ?",
+            [parts.into()],
+        ))
+        .await?;
+    }
     // A node that stops or starts changes the pages even when no queue changes.
-    let mut digest = sha2::Sha256::new();
-    digest.update(data.as_bytes());
-    digest.update(b"\n");
-    digest.update(nodes.as_bytes());
-    let digest = hex::encode(digest.finalize());
+    whole.update(b"\n");
+    whole.update(nodes.as_bytes());
+    let digest = hex::encode(whole.finalize());
     let stamp = [
         ("cycle", cycle.into()),
         ("observed_at", observed_at.into()),
         ("digest", digest.as_str().into()),
     ];
     let mut row = stamp.to_vec();
-    row.extend([("data", data.into()), ("nodes", nodes.into())]);
-    upsert_the_one_row(db, "latest_observation", row).await?;
-    upsert_the_one_row(db, "observation_stamp", stamp.to_vec()).await
+    row.extend([("data", "".into()), ("nodes", nodes.into())]);
+    upsert(&txn, "latest_observation", ("id", 1.into()), row).await?;
+    upsert(&txn, "observation_stamp", ("id", 1.into()), stamp.to_vec()).await?;
+    txn.commit().await
 }
 
-/// Inserts or replaces the row `id = 1` of `table` with `values`.
-async fn upsert_the_one_row(
+/// Inserts or replaces the row of `table` whose primary key is `key` with `values`.
+async fn upsert(
     db: &impl ConnectionTrait,
     table: &str,
+    key: (&'static str, sea_orm::Value),
     values: Vec<(&'static str, sea_orm::Value)>,
 ) -> Result<(), DbErr> {
     let (cols, values): (Vec<_>, Vec<_>) = values.into_iter().unzip();
     let upsert = Query::insert()
         .into_table(Alias::new(table))
-        .columns(std::iter::once("id").chain(cols.iter().copied()).map(Alias::new))
-        .values_panic(std::iter::once(1.into()).chain(values.into_iter().map(Into::into)))
+        .columns(std::iter::once(key.0).chain(cols.iter().copied()).map(Alias::new))
+        .values_panic(std::iter::once(key.1).chain(values).map(Into::into))
         .on_conflict(
-            OnConflict::column(Alias::new("id"))
+            OnConflict::column(Alias::new(key.0))
                 .update_columns(cols.into_iter().map(Alias::new))
                 .to_owned(),
         )
@@ -321,21 +365,44 @@ pub async fn latest_observed_at(db: &impl ConnectionTrait) -> Result<String, DbE
     )
 }
 
-/// The latest observation's queues and nodes; its cycle and time are the stamp's.
-async fn latest(db: &impl ConnectionTrait) -> Result<(Vec<Seen>, Vec<NodeState>), DbErr> {
-    let row = db
+/// The latest observation's queues and nodes; its cycle and time are the stamp's. One
+/// transaction, so the parts and the nodes are of one observation; the parts are read
+/// and parsed one at a time.
+async fn latest(db: &DatabaseConnection) -> Result<(Vec<Seen>, Vec<NodeState>), DbErr> {
+    use futures::TryStreamExt;
+    let bad = |e: serde_json::Error| DbErr::Custom(e.to_string());
+    let txn = db.begin().await?;
+    let backend = ConnectionTrait::get_database_backend(&txn);
+    let nodes: Option<String> = match txn
         .query_one_raw(db::stmt(
-            db.get_database_backend(),
-            "SELECT data, nodes FROM latest_observation WHERE id = 1",
+            backend,
+            "SELECT nodes FROM latest_observation WHERE id = 1",
             [],
         ))
-        .await?;
-    let Some(row) = row else { return Ok(Default::default()) };
-    let data: String = row.try_get("", "data")?;
-    let nodes: Option<String> = row.try_get("", "nodes")?;
-    let bad = |e: serde_json::Error| DbErr::Custom(e.to_string());
+        .await?
+    {
+        // NULL in a row written before node states were kept.
+        Some(row) => row.try_get("", "nodes")?,
+        None => None,
+    };
+    let mut queues = Vec::new();
+    {
+        let rows = txn
+            .stream_raw(db::stmt(
+                backend,
+                "SELECT queues FROM observation_parts ORDER BY part",
+                [],
+            ))
+            .await?;
+        let mut rows = std::pin::pin!(rows);
+        while let Some(r) = rows.try_next().await? {
+            let part: String = r.try_get("", "queues")?;
+            queues.extend(serde_json::from_str::<Vec<Seen>>(&part).map_err(bad)?);
+        }
+    }
+    txn.commit().await?;
     Ok((
-        serde_json::from_str(&data).map_err(bad)?,
+        queues,
         nodes
             .map(|n| serde_json::from_str(&n))
             .transpose()

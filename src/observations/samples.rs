@@ -168,7 +168,7 @@ impl Sampler {
         let rows = db
             .stream_raw(stmt(
                 ConnectionTrait::get_database_backend(db),
-                "SELECT vhost, name, at, messages FROM samples WHERE at >= ? ORDER BY vhost, name, at",
+                "SELECT vhost, name, at, messages, ready, unacked, consumers FROM samples WHERE at >= ? ORDER BY vhost, name, at",
                 [since.into()],
             ))
             .await?;
@@ -178,38 +178,46 @@ impl Sampler {
         self.last.clear();
         let mut read = 0;
         // One queue's samples at a time (in order), then kept only if there are two.
-        let mut current: Option<((String, String), VecDeque<Point>)> = None;
+        let mut current: Option<((String, String), VecDeque<Point>, Written)> = None;
         while let Some(r) = rows.try_next().await? {
             read += 1;
             let (vhost, name) = (r.try_get::<String>("", "vhost")?, r.try_get::<String>("", "name")?);
-            let point = (
-                r.try_get::<i64>("", "at")?,
-                r.try_get::<i64>("", "messages")?.max(0) as u64,
-            );
+            let count = |c: &str| r.try_get::<Option<i64>>("", c).map(|n| n.map(|n| n.max(0) as u64));
+            let at = r.try_get::<i64>("", "at")?;
+            let values = [
+                count("messages")?,
+                count("ready")?,
+                count("unacked")?,
+                count("consumers")?,
+            ];
+            let point = (at, values[0].unwrap_or(0));
             match &mut current {
-                Some((key, points)) if key.0 == vhost && key.1 == name => points.push_back(point),
+                Some((key, points, last)) if key.0 == vhost && key.1 == name => {
+                    points.push_back(point);
+                    *last = (at, values);
+                }
                 _ => {
-                    if let Some((key, points)) = current.take() {
-                        self.keep(key, points);
+                    if let Some((key, points, last)) = current.take() {
+                        self.keep(key, points, last);
                     }
-                    current = Some(((vhost, name), VecDeque::from([point])));
+                    current = Some(((vhost, name), VecDeque::from([point]), (at, values)));
                 }
             }
         }
-        if let Some((key, points)) = current {
-            self.keep(key, points);
+        if let Some((key, points, last)) = current {
+            self.keep(key, points, last);
         }
         Ok(read)
     }
 
-    /// A queue's primed samples: its last one as its last written (so the next change
-    /// is written and joins it), the window's list when there are two or more.
-    fn keep(&mut self, key: (String, String), points: VecDeque<Point>) {
-        let Some(&(at, messages)) = points.back() else { return };
-        self.last.insert(key.clone(), (at, [Some(messages), None, None, None]));
+    /// A queue's primed samples: its last one, every value of it, as its last written (so
+    /// a queue that did not change is not sampled again after a takeover, and the next
+    /// change is written and joins it), the window's list when there are two or more.
+    fn keep(&mut self, key: (String, String), points: VecDeque<Point>, last: Written) {
         if points.len() >= 2 {
-            self.recent.insert(key, points);
+            self.recent.insert(key.clone(), points);
         }
+        self.last.insert(key, last);
     }
 
     /// The growth per minute of a queue holding `messages` at `now` (Unix seconds), from

@@ -592,6 +592,43 @@ async fn depths_are_stored_for_the_dashboards() {
     );
 }
 
+on_both!(a_guardian_that_takes_over_samples_only_what_changed);
+
+/// A guardian that takes over starts from the last samples on record, every value of
+/// them: in a later minute, a queue that did not change is not sampled again (100,000
+/// unchanged queues would otherwise write 100,000 rows at every takeover), and one that
+/// changed is.
+async fn a_guardian_that_takes_over_samples_only_what_changed(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let w = world(backend, &[]).await;
+    w.vhost.fill("queue/alice/still", 2).await;
+    w.vhost.declare("queue/alice/moves").await;
+    guarded(&w).await;
+    let rows = || async {
+        db::query_i64(&w.t.app.db, "SELECT COUNT(*) FROM samples", [])
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, 2);
+    w.guardian.release().await;
+    // The samples were taken two minutes ago (still in the forecast window).
+    w.t.app
+        .db
+        .execute_unprepared("UPDATE samples SET at = at - 120")
+        .await
+        .unwrap();
+    let next = Guardian::new(w.t.app.clone());
+    guarded_by(&next).await;
+    assert_eq!(rows().await, 2, "nothing changed: nothing sampled again");
+    w.vhost.publish("queue/alice/moves", 1).await;
+    wait_for("the new count to be sampled", Duration::from_secs(10), || async {
+        guarded_by(&next).await;
+        (rows().await == 3).then_some(())
+    })
+    .await;
+    next.release().await;
+}
+
 /// Two `serve` processes on one database: one guards, the other stands by and says so
 /// in its log and on /metrics.
 #[tokio::test]
@@ -667,4 +704,118 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+on_both!(an_observation_beyond_one_mariadb_packet_is_stored_and_read_whole);
+
+/// 40,000 queues with 255-byte names in a 255-byte vhost make a latest observation of
+/// more than 16 MiB, MariaDB's default `max_allowed_packet`: stored in parts, read back
+/// whole; a queue that changed rewrites its part only; fewer queues leave no stale part.
+async fn an_observation_beyond_one_mariadb_packet_is_stored_and_read_whole(backend: Backend) {
+    use observations::{QUEUES_PER_PART, Seen, Snapshot};
+    use pulseguardian::domain::{Availability, Depth, NodeState, QueueKind};
+    use std::sync::Arc;
+    let t = TestApp::new(backend).await;
+    let long = |prefix: String| -> String {
+        let mut s = prefix;
+        for c in "é\"\\/ñ".chars().cycle() {
+            if s.len() + c.len_utf8() > 255 {
+                break;
+            }
+            s.push(c);
+        }
+        while s.len() < 255 {
+            s.push('x');
+        }
+        s
+    };
+    let vhost = long("vhost-".into());
+    let mut queues: Vec<Seen> = (0..40_000u64)
+        .map(|i| Seen {
+            vhost: vhost.clone(),
+            name: long(format!("queue/acct{}/q{i:05}-", i % 7)),
+            depth: (i % 11 != 0).then(|| Depth::of(i, i % 3)),
+            consumers: Some(i % 4),
+            kind: if i % 5 == 0 {
+                QueueKind::Quorum
+            } else {
+                QueueKind::Classic
+            },
+            growth: (i % 9 == 0).then_some(i as i64),
+            availability: if i % 11 == 0 {
+                Availability::NodeDown
+            } else {
+                Availability::Up
+            },
+            node: (i % 11 == 0).then(|| "rabbit2@localhost".to_owned()),
+        })
+        .collect();
+    queues.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+    let nodes = vec![NodeState {
+        name: "rabbit2@localhost".into(),
+        running: false,
+    }];
+    let snapshot = |queues: &[Seen], cycle: i64| Snapshot {
+        cycle,
+        observed_at: db::now(),
+        queues: Arc::new(queues.to_vec()),
+        nodes: nodes.clone(),
+        owners: None,
+    };
+    let db = &t.app.db;
+    let digests = || async {
+        let rows = db
+            .query_all_raw(db::stmt(
+                sea_orm::ConnectionTrait::get_database_backend(db),
+                "SELECT part, digest FROM observation_parts ORDER BY part",
+                [],
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "digest").unwrap())
+            .collect::<Vec<_>>()
+    };
+    let read = || async {
+        let s = observations::SnapshotCache::default().latest(db).await.unwrap();
+        (s.queues.as_ref().clone(), s.nodes.clone(), s.cycle)
+    };
+    use sea_orm::ConnectionTrait;
+
+    observations::store_latest(db, &snapshot(&queues, 1)).await.unwrap();
+    let bytes: i64 = db
+        .query_all_raw(db::stmt(
+            db.get_database_backend(),
+            "SELECT LENGTH(queues) AS n FROM observation_parts",
+            [],
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<i64>("", "n").unwrap())
+        .sum();
+    assert!(
+        bytes > 16 << 20,
+        "the observation is {bytes} bytes: not beyond one packet"
+    );
+    assert_eq!((queues.clone(), nodes.clone(), 1), read().await, "read back whole");
+    let before = digests().await;
+    assert_eq!(before.len(), 40_000 / QUEUES_PER_PART);
+
+    // One queue's count changes: its part alone is written again.
+    queues[QUEUES_PER_PART + 5].depth = Some(Depth::of(123_456, 7));
+    observations::store_latest(db, &snapshot(&queues, 2)).await.unwrap();
+    let after = digests().await;
+    let changed: Vec<usize> = (0..after.len()).filter(|&p| before[p] != after[p]).collect();
+    assert_eq!(changed, [1], "only the changed queue's part");
+    assert_eq!((queues.clone(), nodes.clone(), 2), read().await);
+
+    // Fewer queues: the parts beyond them are gone.
+    queues.truncate(QUEUES_PER_PART + 1);
+    observations::store_latest(db, &snapshot(&queues, 3)).await.unwrap();
+    assert_eq!(digests().await.len(), 2);
+    assert_eq!((queues.clone(), nodes.clone(), 3), read().await);
+    observations::store_latest(db, &snapshot(&[], 4)).await.unwrap();
+    assert!(digests().await.is_empty());
+    assert_eq!((vec![], nodes.clone(), 4), read().await);
 }
