@@ -10,7 +10,7 @@ use pulseguardian::guardian::Guardian;
 
 use crate::browser::Site;
 use crate::mailbox;
-use crate::support::{Backend, binary};
+use crate::support::{Backend, command};
 
 const PASSWORD: &str = "a long enough password";
 
@@ -66,7 +66,7 @@ async fn everything_at_once_from_two_processes_fails_nothing_and_equals_a_replay
         ] {
             cli_args.push(args.clone());
             cli.push(
-                tokio::process::Command::new(binary())
+                tokio::process::Command::from(command())
                     .args(&args)
                     .env_clear()
                     .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -20,7 +20,7 @@ use sea_orm::ConnectionTrait;
 use crate::mailbox::{self, SMTP_URL};
 use crate::on_both;
 use crate::rabbit::TestVhost;
-use crate::support::{Backend, Held, TestApp, binary, run_binary, user, wait_for};
+use crate::support::{Backend, Held, TestApp, command, run_binary, user, wait_for};
 
 const QUEUE: &str = "queue/fenced/jobs";
 
@@ -76,7 +76,7 @@ impl World {
 
     /// `guardian --once` as its own process, with `extra` added to the environment.
     fn once(&self, extra: &[(&str, &str)]) -> Command {
-        let mut c = Command::new(binary());
+        let mut c = command();
         c.args(["guardian", "--once"])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -644,7 +644,7 @@ async fn a_second_serve_stands_by_and_says_so() {
             .unwrap()
             .port();
         let log = std::fs::File::create(dir.path().join(format!("serve-{port}.log"))).unwrap();
-        let child = std::process::Command::new(crate::support::binary())
+        let child = crate::support::command()
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -4,7 +4,7 @@
 //! (printed: the figure the README gives), and no warning or deletion is lost or
 //! doubled across the takeover.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use pulseguardian::events::store;
@@ -12,7 +12,7 @@ use pulseguardian::events::store;
 use crate::guardian::account;
 use crate::mailbox::{self, SMTP_URL};
 use crate::rabbit::TestVhost;
-use crate::support::{Backend, TestApp, binary, wait_for};
+use crate::support::{Backend, TestApp, command, wait_for};
 
 struct Replica {
     child: Child,
@@ -71,7 +71,7 @@ async fn a_standby_takes_over_from_a_killed_guardian_and_nothing_is_lost_or_doub
             .local_addr()
             .unwrap()
             .port();
-        let mut c = Command::new(binary());
+        let mut c = command();
         c.arg("serve");
         if !guards {
             c.arg("--no-guardian");

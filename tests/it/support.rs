@@ -169,9 +169,28 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_pulseguardian")
 }
 
+/// A command running the binary, killed when the thread that starts it ends: a server a
+/// test started never outlives the test, even when the test process aborts (a panic
+/// while panicking runs no `Drop`, and a `serve` left behind goes on polling its
+/// database).
+pub fn command() -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(binary());
+    // SAFETY: between fork and exec, only `prctl`, which is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
 /// Runs the binary with exactly `env` (plus PATH), returning (status code, stdout, stderr).
 pub fn run_binary(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> (i32, String, String) {
-    let out = std::process::Command::new(binary())
+    let out = command()
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
