@@ -547,6 +547,8 @@ fn main() {
         load.split_whitespace().next().unwrap_or("?"),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    // The allocator as the binary has it.
+    pulseguardian::startup::bound_the_allocator();
     rustls::crypto::ring::default_provider().install_default().ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

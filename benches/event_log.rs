@@ -148,6 +148,8 @@ fn main() {
     if !(wants("append") || wants("replay")) {
         return;
     }
+    // The allocator as the binary has it.
+    pulseguardian::startup::bound_the_allocator();
     rustls::crypto::ring::default_provider().install_default().ok();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

@@ -12,7 +12,7 @@ use super::{AppError, Context};
 use crate::auth::{Action, Principal};
 use crate::domain::alarms;
 use crate::domain::event::{Event, QueueDeletedByUser, QueuePolicySet};
-use crate::domain::policy::Overrides;
+use crate::domain::policy::{Effective, Overrides};
 use crate::domain::{Availability, Depth, QueueKind, QueueRef, QueueStatus, owner_of, parse_size};
 use crate::events::{NewEvent, store};
 
@@ -73,16 +73,6 @@ pub struct QueueView {
 }
 
 impl QueueView {
-    /// Deletion forecast within this many seconds.
-    pub fn at_risk_within(&self, now: chrono::DateTime<chrono::Utc>, secs: i64) -> bool {
-        self.forecast_delete_at
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_some_and(|t| (t.with_timezone(&chrono::Utc) - now).num_seconds() <= secs)
-    }
-}
-
-impl QueueView {
     pub fn queue(&self) -> QueueRef {
         QueueRef::new(self.vhost.clone(), self.name.clone())
     }
@@ -101,10 +91,7 @@ fn view(
     let reserved = owner.is_some_and(|o| ctx.reserved(o));
     let rec = rec.cloned().unwrap_or_default();
     let eff = ctx.policy().effective(&rec.overrides());
-    let now = chrono::Utc::now();
-    let forecast = depth
-        .filter(|_| kind != QueueKind::Stream && !reserved)
-        .and_then(|d| alarms::forecast(growth, d.messages, eff.del_size, eff.unbounded, now));
+    let forecast = forecast_of(ctx, name, depth, kind, growth, &eff, chrono::Utc::now());
     QueueView {
         growth_per_minute: forecast.map(|f| f.per_minute),
         forecast_delete_at: forecast
@@ -136,6 +123,23 @@ fn view(
         last_action: rec.last_action,
         last_action_at: rec.last_action_at,
     }
+}
+
+/// When a queue passes its deletion size at its growth: none for a stream (its count is
+/// no backlog), a reserved account's queue (never deleted) or an unknown count.
+fn forecast_of(
+    ctx: &Context,
+    name: &str,
+    depth: Option<Depth>,
+    kind: QueueKind,
+    growth: Option<f64>,
+    eff: &Effective,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<alarms::Forecast> {
+    let reserved = owner_of(name).is_some_and(|o| ctx.reserved(o));
+    depth
+        .filter(|_| kind != QueueKind::Stream && !reserved)
+        .and_then(|d| alarms::forecast(growth, d.messages, eff.del_size, eff.unbounded, now))
 }
 
 fn seen_view(ctx: &Context, s: &Seen, rec: Option<&QueueRecord>) -> QueueView {
@@ -184,9 +188,10 @@ impl Listing {
             Some(theirs) => Box::new(theirs.into_iter()),
             None => Box::new(self.snapshot.queues.iter()),
         };
+        let all = who.may(Action::ViewAllQueues);
         candidates
             .filter(move |s| {
-                who.may(Action::ViewQueue {
+                all || who.may(Action::ViewQueue {
                     owner: owner_of(&s.name),
                 })
             })
@@ -330,16 +335,29 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
         None => default_warn,
         Some(r) => policy.effective(&r.overrides()).warn_size,
     };
+    // Without a filter, a queue's names are not looked at (100,000 names are as many
+    // reads from memory the processor has not cached).
     let keep = |s: &Seen, r: Option<&QueueRecord>| {
-        let owner = owner_of(&s.name);
         (needle.is_empty() || s.name.to_lowercase().contains(&needle))
             && q.vhost.as_ref().is_none_or(|v| *v == s.vhost)
-            && q.account.as_deref().is_none_or(|a| owner == Some(a))
+            && q.account.as_deref().is_none_or(|a| owner_of(&s.name) == Some(a))
             && (!q.over_warning || s.messages().is_some_and(|m| m > warn(r)))
-            && (!q.without_owner || owner.is_none())
+            && (!q.without_owner || owner_of(&s.name).is_none())
     };
+    // At risk: its forecast deletion is within the hour (worked out without a view).
+    let at = chrono::Utc::now();
+    let default_eff = policy.effective(&Default::default());
     let at_risk = |s: &Seen, r: Option<&QueueRecord>| {
-        s.growth.is_some() && seen_view(ctx, s, r).at_risk_within(chrono::Utc::now(), AT_RISK_SECS)
+        if s.growth.is_none() {
+            return false;
+        }
+        let eff = match r {
+            None => default_eff,
+            Some(r) => policy.effective(&r.overrides()),
+        };
+        forecast_of(ctx, &s.name, s.depth, s.kind, s.growth_per_minute(), &eff, at)
+            .and_then(|f| f.delete_at)
+            .is_some_and(|t| (t - at).num_seconds() <= AT_RISK_SECS)
     };
     let needs = |a: Attention, s: &Seen, r: Option<&QueueRecord>| match a {
         Attention::AtRisk => at_risk(s, r),
@@ -395,9 +413,10 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
         }),
         // Each queue's state worked out once, not at every comparison.
         Sort::State => all.sort_by_cached_key(|&(s, r)| (state(s, r), s.name.as_str())),
-        // The snapshot's order already (checked: one comparison per queue).
+        // The cached snapshot is in this order already (its owners' index says it is the
+        // cache's, which sorted it); any other is sorted.
         Sort::Name => {
-            if !all.is_sorted_by(|a, b| by_name(a, b).is_le()) {
+            if listing.snapshot.owners.is_none() {
                 all.sort_by(by_name);
             }
         }
