@@ -204,7 +204,7 @@ async fn run_against(queues: usize, vhost: &str, management: Option<&str>, mysql
     let (mut fetches, mut cycles) = (Vec::new(), Vec::new());
     // The bare fetch is timed until what it parsed is freed: a cycle frees one listing too
     // (the last one, once it has compared the new one with it).
-    for _ in 0..11 {
+    for _ in 0..21 {
         let started = Instant::now();
         let depths = app.broker.queue_depths(vhost).await.unwrap();
         let listed = depths.len();

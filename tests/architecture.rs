@@ -170,6 +170,7 @@ fn only_the_read_side_reads_or_writes_read_model_sql() {
         "samples",
         "latest_observation",
         "observation_stamp",
+        "observation_parts",
         "archives",
         "archive_segments",
         "queue_activity",

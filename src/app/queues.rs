@@ -476,7 +476,7 @@ async fn current(ctx: &Context, q: &QueueRef, rec: Option<&QueueRecord>) -> Resu
         Ok(found) => Ok(found.map(|d| {
             let mut v = view(ctx, &d.vhost, &d.name, (d.depth, None, None), d.kind, rec);
             v.availability = d.availability;
-            v.node = d.node.filter(|_| !d.availability.is_up());
+            v.node = d.node.filter(|_| !d.availability.is_up()).map(|n| n.to_string());
             v
         })),
         Err(e) => {
@@ -607,7 +607,7 @@ pub async fn of_account(ctx: &Context, account: &str) -> Result<Vec<QueueRef>, A
     let mut out = Vec::new();
     for vhost in &ctx.config.rabbit_vhosts {
         for d in ctx.broker.queue_depths(vhost).await? {
-            let q = QueueRef::new(d.vhost, d.name);
+            let q = QueueRef::new(&*d.vhost, d.name);
             if q.owner_name() == Some(account) {
                 out.push(q);
             }

@@ -405,14 +405,14 @@ impl Guardian {
             // have them), for their overflow alarm.
             let limited: Vec<&QueueDepth> = depths
                 .iter()
-                .filter(|q| limits_of(q, run.policies.get(&q.vhost)).max_bytes.is_some())
+                .filter(|q| limits_of(q, run.policies.get(&*q.vhost)).max_bytes.is_some())
                 .take(BYTES_PER_REFRESH)
                 .collect();
             let mut bytes = HashMap::with_capacity(limited.len());
             for q in limited {
                 match broker.ready_bytes(&q.vhost, &q.name).await {
                     Ok(Some(b)) => {
-                        bytes.insert((q.vhost.clone(), q.name.clone()), b);
+                        bytes.insert((q.vhost.to_string(), q.name.clone()), b);
                     }
                     Ok(None) => {}
                     Err(e) => tracing::debug!(vhost = %q.vhost, queue = %q.name, error = %e, "bytes not read"),
@@ -471,7 +471,7 @@ impl Guardian {
     ) -> Result<(), GuardianError> {
         let mut down: HashMap<String, u64> = HashMap::new();
         for q in observed.iter().filter(|q| !q.availability.is_up()) {
-            let node = q.node.clone().unwrap_or_else(|| "(no leader)".to_owned());
+            let node = q.node.as_deref().unwrap_or("(no leader)").to_owned();
             *down.entry(node).or_insert(0) += 1;
         }
         for n in run.nodes.iter().filter(|n| !n.running) {
@@ -602,7 +602,7 @@ impl Guardian {
                     compared.same[i]
                         && compared.was_at[i].is_some_and(|k| l.rest[k].holds_at(now))
                         && (changed_records.is_empty()
-                            || !changed_records.contains(&(q.vhost.as_str(), q.name.as_str()) as &dyn NamePair))
+                            || !changed_records.contains(&(&*q.vhost, q.name.as_str()) as &dyn NamePair))
                 })
                 .collect(),
         };
@@ -704,21 +704,21 @@ impl Guardian {
                 .depth
                 .filter(|d| d.messages > warn_size && q.kind != QueueKind::Stream)
                 .and_then(|d| run.sampler.growth(&q.vhost, &q.name, d.messages, unix));
-            let queue = QueueRef::new(q.vhost.clone(), q.name.clone());
+            let queue = QueueRef::new(&*q.vhost, q.name.clone());
             let how = match q.depth {
                 Some(d) => Seen::Depth(d),
                 None => Seen::Unknown,
             };
             let alarm = Alarm {
                 growth,
-                limits: limits_of(q, world.policies.get(&q.vhost)),
+                limits: limits_of(q, world.policies.get(&*q.vhost)),
                 activity: Some(activity),
                 bytes: if world.bytes.is_empty() {
                     None
                 } else {
                     by_names(&world.bytes, &q.vhost, &q.name).copied()
                 },
-                policies_known: world.policies.contains_key(&q.vhost),
+                policies_known: world.policies.contains_key(&*q.vhost),
                 available: q.availability.is_up(),
             };
             rests.push(planned(&queue, rec, how, q.kind, consumers, alarm));

@@ -85,10 +85,10 @@ impl Compared {
                     .get_or_insert_with(|| {
                         old.iter()
                             .enumerate()
-                            .map(|(k, p)| ((p.vhost.as_str(), p.name.as_str()), k))
+                            .map(|(k, p)| ((&*p.vhost, p.name.as_str()), k))
                             .collect()
                     })
-                    .get(&(q.vhost.as_str(), q.name.as_str()))
+                    .get(&(&*q.vhost, q.name.as_str()))
                     .copied(),
             };
             if let Some(k) = at {

@@ -243,8 +243,9 @@ fn describe(e: &reqwest::Error) -> String {
 /// The columns of a depth listing.
 const DEPTH_COLUMNS: &str = "name,vhost,type,node,state,leader,members,online,messages,messages_ready,messages_unacknowledged,arguments,policy,operator_policy";
 
-/// A listing entry. What is only looked at (the vhost, type and state) is borrowed from
-/// the listing where it needs no unescaping: 100,000 entries allocate nothing for them.
+/// A listing entry. What is only looked at or shared (the vhost, type, state, node and
+/// leader) is borrowed from the listing where it needs no unescaping: 100,000 entries
+/// allocate nothing for them.
 #[derive(Deserialize, Default)]
 struct RawDepth<'a> {
     name: String,
@@ -261,13 +262,13 @@ struct RawDepth<'a> {
     policy: Option<String>,
     #[serde(default)]
     operator_policy: Option<String>,
-    #[serde(default)]
-    node: Option<String>,
+    #[serde(default, borrow)]
+    node: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     state: Option<Cow<'a, str>>,
     /// A quorum queue's leader: `null` while it has none.
-    #[serde(default)]
-    leader: Option<String>,
+    #[serde(default, borrow)]
+    leader: Option<Cow<'a, str>>,
     /// A quorum queue's members, and those of them whose node runs.
     #[serde(default)]
     members: Option<Vec<String>>,
@@ -362,11 +363,49 @@ fn decode_depths(bytes: &[u8], vhost: &str) -> Result<Vec<QueueDepth>, serde_jso
     let whole = Depths(vhost).deserialize(&mut de).and_then(|d| de.end().map(|()| d));
     whole.or_else(|_| {
         let entries: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(bytes)?;
+        let mut shared = Shared::new(vhost);
         Ok(entries
             .into_iter()
-            .filter_map(|e| RawDepth::lenient(e, vhost))
+            .filter_map(|e| RawDepth::lenient(e, &mut shared))
             .collect())
     })
+}
+
+/// The names many entries of one listing share, one copy each: its vhost, and its nodes
+/// (the first few distinct ones: a listing naming thousands of nodes costs no search).
+struct Shared {
+    vhost: Arc<str>,
+    nodes: Vec<Arc<str>>,
+}
+
+impl Shared {
+    const NODES: usize = 64;
+
+    fn new(vhost: &str) -> Shared {
+        Shared {
+            vhost: Arc::from(vhost),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The listing's vhost, unless the entry names another.
+    fn vhost(&self, named: Option<&str>) -> Arc<str> {
+        match named {
+            Some(v) if v != &*self.vhost => Arc::from(v),
+            _ => self.vhost.clone(),
+        }
+    }
+
+    fn node(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.nodes.iter().find(|n| &***n == name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        if self.nodes.len() < Self::NODES {
+            self.nodes.push(n.clone());
+        }
+        n
+    }
 }
 
 /// A listing read entry by entry into depths: the raw entries of 100,000 queues are
@@ -390,8 +429,9 @@ impl<'de> serde::de::Visitor<'de> for Depths<'_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<QueueDepth>, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut shared = Shared::new(self.0);
         while let Some(raw) = seq.next_element::<RawDepth<'de>>()? {
-            out.push(raw.into_depth(self.0));
+            out.push(raw.into_depth(&mut shared));
         }
         Ok(out)
     }
@@ -402,10 +442,10 @@ impl<'a> RawDepth<'a> {
     /// depth. An entry that does not read as a whole keeps its name, vhost, type and node
     /// and has no count: the guardian leaves it alone and says so; one without a name is
     /// left out. Both are logged.
-    fn lenient(entry: serde_json::Map<String, serde_json::Value>, vhost: &str) -> Option<QueueDepth> {
+    fn lenient(entry: serde_json::Map<String, serde_json::Value>, shared: &mut Shared) -> Option<QueueDepth> {
         let entry = serde_json::Value::Object(entry);
         match RawDepth::deserialize(&entry) {
-            Ok(raw) => Some(raw.into_depth(vhost)),
+            Ok(raw) => Some(raw.into_depth(shared)),
             Err(error) => {
                 let text = |k: &str| entry.get(k).and_then(|v| v.as_str());
                 let name = text("name");
@@ -414,17 +454,17 @@ impl<'a> RawDepth<'a> {
                     name: name?.to_owned(),
                     vhost: text("vhost").map(Cow::Borrowed),
                     kind: text("type").map(Cow::Borrowed),
-                    node: text("node").map(str::to_owned),
+                    node: text("node").map(Cow::Borrowed),
                     ..RawDepth::default()
                 };
-                Some(raw.into_depth(vhost))
+                Some(raw.into_depth(shared))
             }
         }
     }
 
     /// A depth is known when the broker gave its total and the queue can be counted:
     /// the parts default to what the total leaves (all ready).
-    fn into_depth(self, vhost: &str) -> QueueDepth {
+    fn into_depth(self, shared: &mut Shared) -> QueueDepth {
         let kind = self.kind.as_deref().map(QueueKind::parse).unwrap_or_default();
         let mut availability = self.state.as_deref().map(Availability::from_state).unwrap_or_default();
         let quorum_columns = self.leader.is_some() || self.members.is_some() || self.online.is_some();
@@ -436,9 +476,14 @@ impl<'a> RawDepth<'a> {
             availability = Availability::NoQuorum;
         }
         QueueDepth {
-            node: self.node.or(self.leader).filter(|n| !n.is_empty()),
+            node: self
+                .node
+                .as_deref()
+                .or(self.leader.as_deref())
+                .filter(|n| !n.is_empty())
+                .map(|n| shared.node(n)),
             availability,
-            vhost: self.vhost.map_or_else(|| vhost.to_owned(), Cow::into_owned),
+            vhost: shared.vhost(self.vhost.as_deref()),
             name: self.name,
             kind,
             limits: limits_of(self.arguments.as_ref(), Named::Arguments),
@@ -536,7 +581,7 @@ impl Broker for ManagementClient {
         Ok(page
             .items
             .into_iter()
-            .filter_map(|e| RawDepth::lenient(e, vhost))
+            .filter_map(|e| RawDepth::lenient(e, &mut Shared::new(vhost)))
             .find(|q| q.name == queue))
     }
 

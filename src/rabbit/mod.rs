@@ -6,6 +6,8 @@ pub mod management;
 pub mod oauth;
 pub mod prometheus;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::domain::NodeState;
@@ -18,7 +20,8 @@ pub use management::ManagementClient;
 /// it (yet): unknown, never zero.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueDepth {
-    pub vhost: String,
+    /// Shared by every queue of one listing (100,000 queues hold one copy).
+    pub vhost: Arc<str>,
     pub name: String,
     pub depth: Option<Depth>,
     /// Its type (`classic` when the broker does not say).
@@ -35,7 +38,7 @@ pub struct QueueDepth {
     pub operator_policy: Option<String>,
     /// The node it lives on (a quorum queue's leader), when the broker says.
     #[serde(default)]
-    pub node: Option<String>,
+    pub node: Option<Arc<str>>,
     /// Whether it can be counted now; `depth` is `None` when it cannot.
     #[serde(default)]
     pub availability: Availability,
@@ -70,7 +73,7 @@ impl QueueDepth {
     /// A queue without limits or policies.
     pub fn new(vhost: impl Into<String>, name: impl Into<String>, depth: Option<Depth>, kind: QueueKind) -> QueueDepth {
         QueueDepth {
-            vhost: vhost.into(),
+            vhost: Arc::from(vhost.into()),
             name: name.into(),
             depth,
             kind,

@@ -211,12 +211,12 @@ pub fn merge(listing: Vec<QueueDepth>, scrapes: &[Scrape], answered: &HashSet<St
     listing
         .into_iter()
         .map(|mut q| {
-            let node_up = q.node.as_ref().is_none_or(|n| answered.contains(n));
+            let node_up = q.node.as_deref().is_none_or(|n| answered.contains(n));
             if !node_up && q.availability.is_up() {
                 q.availability = Availability::NodeDown;
             }
             q.depth = if q.availability.is_up() {
-                counts.get(&(q.vhost.as_str(), q.name.as_str())).and_then(|c| {
+                counts.get(&(&*q.vhost, q.name.as_str())).and_then(|c| {
                     let m = c.messages?;
                     let unacked = c.unacked.unwrap_or(0).min(m);
                     Some(Depth {
