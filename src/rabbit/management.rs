@@ -555,6 +555,13 @@ impl From<RawNode> for NodeState {
     }
 }
 
+/// The broker's name filter (`use_regex=true`, matched caseless) for exactly `name`:
+/// case-sensitive, anchored at both ends (`\z`: `$` would also match before a final
+/// newline), every other character literal.
+fn exact_name(name: &str) -> String {
+    format!("(?-i)^{}\\z", regex::escape(name))
+}
+
 #[async_trait::async_trait]
 impl Broker for ManagementClient {
     async fn queue_depths(&self, vhost: &str) -> Result<Vec<QueueDepth>, BrokerError> {
@@ -568,20 +575,23 @@ impl Broker for ManagementClient {
     async fn queue(&self, vhost: &str, queue: &str) -> Result<Option<QueueDepth>, BrokerError> {
         // The single-queue endpoint gives counts only from the statistics, which lag by
         // the collection interval (5 s); the vhost's listing, filtered to this one name,
-        // gives them from the queue itself: fresh, as the guardian's decisions were.
+        // gives them from the queue itself: fresh, as the guardian's decisions were. The
+        // broker's name filter ignores case: `(?-i)` makes it exact, or a page of queues
+        // differing from this one only in case would hide it and it would seem gone.
         #[derive(Deserialize)]
         struct Page {
             items: Vec<serde_json::Map<String, serde_json::Value>>,
         }
         let query = format!(
             "disable_stats=true&enable_queue_totals=true&columns={DEPTH_COLUMNS}&use_regex=true&page=1&page_size=100&name={}",
-            crate::domain::encode_segment(&format!("^{}$", regex::escape(queue)))
+            crate::domain::encode_segment(&exact_name(queue))
         );
         let page: Page = self.get(&["queues", vhost], &query).await?;
+        let mut shared = Shared::new(vhost);
         Ok(page
             .items
             .into_iter()
-            .filter_map(|e| RawDepth::lenient(e, &mut Shared::new(vhost)))
+            .filter_map(|e| RawDepth::lenient(e, &mut shared))
             .find(|q| q.name == queue))
     }
 
@@ -686,6 +696,24 @@ impl Broker for ManagementClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Given any queue name, when the broker matches the filter caseless (as it
+        /// does), then it matches that name and no other: not one differing in case, not
+        /// one longer at either end.
+        #[test]
+        fn given_any_name_then_its_filter_matches_it_alone(name in "\\PC{1,40}", extra in "[a-zA-Z\n]") {
+            let filter = regex::RegexBuilder::new(&exact_name(&name)).case_insensitive(true).build().unwrap();
+            proptest::prop_assert!(filter.is_match(&name));
+            let (upper, lower) = (name.to_uppercase(), name.to_lowercase());
+            for twin in [&upper, &lower] {
+                proptest::prop_assert_eq!(filter.is_match(twin), twin == &name);
+            }
+            let (before, after) = (format!("{extra}{name}"), format!("{name}{extra}"));
+            proptest::prop_assert!(!filter.is_match(&before));
+            proptest::prop_assert!(!filter.is_match(&after));
+        }
+    }
 
     #[test]
     fn a_consumer_whose_channel_has_no_statistics_yet_is_still_counted() {

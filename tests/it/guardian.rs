@@ -101,6 +101,48 @@ pub async fn send_emails_of(t: &TestApp) -> dispatch::Dispatched {
         .unwrap()
 }
 
+on_both!(a_queue_with_more_case_twins_than_a_page_is_read_exactly_and_deleted);
+
+/// Confirm before deleting re-reads the one queue by its name, and the broker's name
+/// filter ignores case: 130 queues that differ from it only in case (all sorting before
+/// it) once filled the re-read's first page, the queue itself was taken for gone and its
+/// deletion settled as done while it stayed, every cycle.
+async fn a_queue_with_more_case_twins_than_a_page_is_read_exactly_and_deleted(backend: Backend) {
+    let w = world(backend, &[]).await;
+    let suffix = "abcdefgh";
+    let q = format!("queue/alice/{suffix}");
+    let twins: Vec<String> = (1..=130u32)
+        .map(|mask| {
+            let twin: String = suffix
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if mask & (1 << i) != 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            format!("queue/alice/{twin}")
+        })
+        .collect();
+    futures::future::join_all(twins.iter().map(|t| w.vhost.declare(t))).await;
+    w.vhost.fill(&q, 7).await;
+    let read = w.t.app.broker.queue(&w.vhost.name, &q).await.unwrap();
+    assert_eq!(
+        read.map(|d| (d.name, d.depth.map(|d| d.messages))),
+        Some((q.clone(), Some(7))),
+        "the queue itself, not a twin"
+    );
+    let r = guarded(&w).await;
+    assert_eq!((r.deleted, r.abandoned), (1, 0));
+    assert!(!w.vhost.exists(&q).await, "the queue is really gone");
+    for t in [&twins[0], &twins[129]] {
+        assert!(w.vhost.exists(t).await, "{t} is another queue: kept");
+    }
+}
+
 on_both!(warns_recovers_and_deletes_with_emails);
 
 async fn warns_recovers_and_deletes_with_emails(backend: Backend) {
