@@ -94,3 +94,12 @@ pub async fn events(
 pub async fn not_found(_: poem::error::NotFoundError) -> Response {
     poem::IntoResponse::into_response(ApiError::new(StatusCode::NOT_FOUND, "no such API route"))
 }
+
+/// A query string the API cannot read (a parameter given twice): JSON, like every other
+/// API error.
+pub async fn bad_query(e: poem::error::ParseQueryError) -> Response {
+    poem::IntoResponse::into_response(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("the query is not understood: {}", e.0),
+    ))
+}

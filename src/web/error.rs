@@ -184,3 +184,13 @@ impl From<ApiError> for poem::Error {
 pub async fn not_found(_: poem::error::NotFoundError) -> Response {
     PageError::NotFound.into_response()
 }
+
+/// The page for a query string a page cannot read (`?page=-1`): the page's error with
+/// what was wrong, not the parser's bare text.
+pub async fn bad_query(e: poem::error::ParseQueryError) -> Response {
+    PageError::BadRequest(format!(
+        "This address's query is not understood ({}). Use the page's own links and filters.",
+        e.0
+    ))
+    .into_response()
+}

@@ -48,7 +48,8 @@ pub fn routes(ctx: Context, session_key: &[u8], metrics: PrometheusHandle) -> im
             get(alerts::api_list_webhooks).post(alerts::api_add_webhook),
         )
         .at("/accounts/:name/webhooks/:id", poem::delete(alerts::api_remove_webhook))
-        .catch_error(api::not_found);
+        .catch_error(api::not_found)
+        .catch_error(api::bad_query);
     let pages = Route::new()
         .at("/", get(home::index))
         .at("/healthz", get(health::healthz))
@@ -99,7 +100,8 @@ pub fn routes(ctx: Context, session_key: &[u8], metrics: PrometheusHandle) -> im
         .at("/audit/rows", get(audit::more))
         .at("/audit/export", get(audit::export))
         .nest("/api/v1", api_routes)
-        .catch_error(error::not_found);
+        .catch_error(error::not_found)
+        .catch_error(error::bad_query);
     pages
         .with(session::CsrfCheck)
         .with(session::cookie_session(session_key, secure))

@@ -107,6 +107,22 @@ async fn the_live_table_answers_304_until_something_changes() {
 }
 
 #[tokio::test]
+async fn a_query_a_page_cannot_read_gets_the_error_page_with_what_was_wrong() {
+    let (site, b, _) = site_with(&[("queue/acct/a", 1)]).await;
+    for path in ["/queues?page=-1", "/queues/rows?page=x", "/audit?before=soon"] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 400, "{path}");
+        assert!(page.body.starts_with("<!DOCTYPE html>"), "{path}: a page, not bare text");
+        let text = page.text();
+        assert!(
+            text.contains("This address's query is not understood (invalid digit found in string)"),
+            "{path}: {text}"
+        );
+    }
+    drop(site);
+}
+
+#[tokio::test]
 async fn an_ended_session_gets_a_sign_in_prompt_not_a_fragment() {
     let (site, b, _) = site_with(&[("queue/acct/a", 1)]).await;
     let stranger = site.browser();
