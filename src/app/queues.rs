@@ -413,10 +413,9 @@ pub async fn list(ctx: &Context, who: &Principal, q: &ListQuery, now: i64) -> Re
         }),
         // Each queue's state worked out once, not at every comparison.
         Sort::State => all.sort_by_cached_key(|&(s, r)| (state(s, r), s.name.as_str())),
-        // The cached snapshot is in this order already (its owners' index says it is the
-        // cache's, which sorted it); any other is sorted.
+        // The cached snapshot is in this order already; any other is sorted.
         Sort::Name => {
-            if listing.snapshot.owners.is_none() {
+            if !listing.snapshot.in_order() {
                 all.sort_by(by_name);
             }
         }

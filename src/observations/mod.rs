@@ -144,9 +144,15 @@ pub struct Snapshot {
 pub type Owners = std::collections::HashMap<String, Vec<u32>>;
 
 impl Snapshot {
+    /// Its queues are in order by vhost and name: the cache sorted them (and only the
+    /// cache's snapshot has the owners' index).
+    pub fn in_order(&self) -> bool {
+        self.owners.is_some()
+    }
+
     pub fn find(&self, vhost: &str, name: &str) -> Option<&Seen> {
-        if self.owners.is_some() {
-            // In order (the cache sorted them): a binary search.
+        if self.in_order() {
+            // A binary search.
             let key = (vhost, name);
             return self
                 .queues
