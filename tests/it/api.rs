@@ -155,7 +155,14 @@ async fn tokens_are_shown_once_checked_and_revocable() {
     }
     let next = get(&site, "/api/v1/events?after=1&limit=1", Some(&token)).await;
     assert_eq!(next.json[0]["seq"], 2);
-    for bad in ["limit=0", "limit=1001", "limit=x", "after=-1", "after=x", "after=1&after=2"] {
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "after=-1",
+        "after=x",
+        "after=1&after=2",
+    ] {
         let a = get(&site, &format!("/api/v1/events?{bad}"), Some(&token)).await;
         assert_eq!(a.status, 400, "{bad}: {}", a.json);
         assert!(!error_of(&a).is_empty());

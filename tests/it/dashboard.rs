@@ -112,7 +112,10 @@ async fn a_query_a_page_cannot_read_gets_the_error_page_with_what_was_wrong() {
     for path in ["/queues?page=-1", "/queues/rows?page=x", "/audit?before=soon"] {
         let page = b.get(path).await;
         assert_eq!(page.status, 400, "{path}");
-        assert!(page.body.starts_with("<!DOCTYPE html>"), "{path}: a page, not bare text");
+        assert!(
+            page.body.starts_with("<!DOCTYPE html>"),
+            "{path}: a page, not bare text"
+        );
         let text = page.text();
         assert!(
             text.contains("This address's query is not understood (invalid digit found in string)"),
